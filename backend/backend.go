@@ -1,0 +1,103 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+)
+
+// ErrNotFound is returned (wrapped) by Open, Get, Stat and Delete when the
+// named object does not exist. Test for it with errors.Is.
+var ErrNotFound = errors.New("object not found")
+
+// Info describes one stored object.
+type Info struct {
+	Name string // full object name, e.g. "data/ab/ab12…"
+	Size int64  // size in bytes
+}
+
+// Object is an open stored object that can be read at any offset, possibly
+// concurrently. The caller closes it.
+type Object interface {
+	io.ReaderAt
+	io.Closer
+	// Size is the object's size in bytes, as stored.
+	Size() int64
+}
+
+// Backend is one region's storage: a flat namespace of immutable objects
+// named by slash-separated paths ("config", "keys/<id>", "data/ab/<hash>").
+//
+// The contract every implementation keeps (the conformance suite in
+// backendtest checks it):
+//   - Put stores data under name atomically: a concurrent or later reader sees
+//     either nothing or all of data, never a prefix. When Put returns nil the
+//     object is durable (local: fsynced file and directory). Put of an existing
+//     name replaces it. Put never retains data after it returns, so the caller
+//     may reuse the slice; callers pass the whole object so that every region
+//     and every retry reads it independently.
+//   - Open, Get and Stat return an error wrapping ErrNotFound for a missing
+//     object.
+//   - List calls fn for every object whose name starts with prefix, in no
+//     particular order; an error from fn stops the listing and is returned.
+//     Objects put or deleted during a listing may or may not be seen.
+//   - Delete of a missing object returns an error wrapping ErrNotFound.
+//   - Implementations do not retry; retrying is a wrapper's job.
+//   - All methods are safe for concurrent use.
+type Backend interface {
+	// Location names the region's storage for messages (a path or URL,
+	// never a credential).
+	Location() string
+	Put(ctx context.Context, name string, data []byte) error
+	Open(ctx context.Context, name string) (Object, error)
+	Get(ctx context.Context, name string) (io.ReadCloser, error)
+	Stat(ctx context.Context, name string) (Info, error)
+	List(ctx context.Context, prefix string, fn func(Info) error) error
+	Delete(ctx context.Context, name string) error
+	// Close releases resources held by the backend.
+	Close() error
+}
+
+// ValidName reports whether name is an acceptable object name: non-empty,
+// relative, slash-separated, with no empty, "." or ".." element and no
+// backslash or NUL. Every implementation rejects other names, so an object
+// name read from an untrusted region can never escape the repository.
+func ValidName(name string) error {
+	if name == "" {
+		return errors.New("backend: empty object name")
+	}
+	if strings.ContainsAny(name, "\\\x00") {
+		return fmt.Errorf("backend: invalid object name %q", name)
+	}
+	for _, elem := range strings.Split(name, "/") {
+		if elem == "" || elem == "." || elem == ".." {
+			return fmt.Errorf("backend: invalid object name %q", name)
+		}
+	}
+	return nil
+}
+
+// ReadAll reads a whole object, refusing objects larger than limit bytes so
+// that an untrusted region cannot make the caller allocate without bound.
+func ReadAll(ctx context.Context, b Backend, name string, limit int64) ([]byte, error) {
+	rc, err := b.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	n := limit
+	if n < math.MaxInt64 {
+		n++ // one byte more than allowed, to detect an oversized object
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, n))
+	if err != nil {
+		return nil, fmt.Errorf("backend: read %s: %w", name, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("backend: read %s: object larger than the %d-byte limit", name, limit)
+	}
+	return data, nil
+}

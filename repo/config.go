@@ -1,0 +1,120 @@
+package repo
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"vaultbak/chunk"
+	"vaultbak/crypt"
+)
+
+// FormatVersion is the repository format this code writes and reads.
+const FormatVersion = 1
+
+// Default sizes; both are stored in the config at init and fixed after.
+const (
+	DefaultPackSize = 16 << 20
+	maxConfigSize   = 4 << 20
+)
+
+// Config is the repository's public description, stored in every region.
+// It is readable without keys (check needs the signer keys) and protected by
+// a MAC keyed with a repository secret, so a storage operator cannot enrol a
+// key of its own.
+type Config struct {
+	Version     int          `json:"version"`
+	ID          string       `json:"id"`
+	Created     time.Time    `json:"created"`
+	Chunker     chunk.Params `json:"chunker"`
+	PackSize    int          `json:"pack_size"`
+	Compression string       `json:"compression"` // "zstd"
+	KeyKind     string       `json:"key_kind"`    // crypt.KindHybrid or crypt.KindX25519
+	Recovery    []string     `json:"recovery_recipients"`
+	Hosts       []HostEntry  `json:"hosts"`
+}
+
+// HostEntry is one enrolled backup host.
+type HostEntry struct {
+	Name            string          `json:"name"`
+	WriterRecipient string          `json:"writer_recipient"`
+	SigningKey      crypt.PublicKey `json:"signing_key"`
+	Enrolled        time.Time       `json:"enrolled"`
+	Revoked         *time.Time      `json:"revoked,omitempty"`
+}
+
+// Writers returns the recipients of every non-revoked host.
+func (c *Config) Writers() []string {
+	var out []string
+	for _, h := range c.Hosts {
+		if h.Revoked == nil {
+			out = append(out, h.WriterRecipient)
+		}
+	}
+	return out
+}
+
+// Host returns the entry of the named host.
+func (c *Config) Host(name string) (*HostEntry, bool) {
+	for i := range c.Hosts {
+		if c.Hosts[i].Name == name {
+			return &c.Hosts[i], true
+		}
+	}
+	return nil, false
+}
+
+// configFile is the stored form: the config's exact JSON bytes and their MAC.
+type configFile struct {
+	Format string          `json:"format"`
+	Config json.RawMessage `json:"config"`
+	MAC    string          `json:"mac"`
+}
+
+const configFormat = "vaultbak-config"
+
+func configMAC(s *Secrets, raw []byte) string {
+	k := s.Master.Derive("config mac")
+	return k.Sum(raw).String()
+}
+
+func encodeConfig(c *Config, s *Secrets) ([]byte, error) {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("repo: encode config: %w", err)
+	}
+	return json.MarshalIndent(configFile{Format: configFormat, Config: raw, MAC: configMAC(s, raw)}, "", "  ")
+}
+
+// decodeConfig parses a stored config. It does not check the MAC, which
+// needs the secrets: see verifyConfig.
+func decodeConfig(data []byte) (*Config, *configFile, error) {
+	var f configFile
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&f); err != nil {
+		return nil, nil, fmt.Errorf("malformed config: %w", err)
+	}
+	if f.Format != configFormat {
+		return nil, nil, fmt.Errorf("not a vaultbak repository config (format %q)", f.Format)
+	}
+	var c Config
+	if err := json.Unmarshal(f.Config, &c); err != nil {
+		return nil, nil, fmt.Errorf("malformed config: %w", err)
+	}
+	if c.Version != FormatVersion {
+		return nil, nil, fmt.Errorf("repository format version %d is not supported (this vaultbak reads version %d)", c.Version, FormatVersion)
+	}
+	if err := c.Chunker.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("malformed config: %w", err)
+	}
+	if c.PackSize < 1<<20 || c.PackSize > 1<<30 {
+		return nil, nil, fmt.Errorf("malformed config: pack size %d out of range", c.PackSize)
+	}
+	return &c, &f, nil
+}
+
+func verifyConfig(f *configFile, s *Secrets) bool {
+	return hmac.Equal([]byte(f.MAC), []byte(configMAC(s, f.Config)))
+}

@@ -1,0 +1,111 @@
+package repo
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"vaultbak/crypt"
+)
+
+// Manifest describes one snapshot. Everything in it is signed by the host;
+// the Body is sealed to the recovery recipients (paths and details a writer
+// or a storage operator must not read).
+type Manifest struct {
+	Version    int       `json:"version"`
+	Repository string    `json:"repository"` // config ID: a manifest copied from another repository fails
+	Host       string    `json:"host"`
+	Time       time.Time `json:"time"`
+	Tags       []string  `json:"tags,omitempty"`
+	Set        string    `json:"set,omitempty"`
+	Seq        uint64    `json:"seq"`            // chain position, 1 for a host's first snapshot
+	Prev       string    `json:"prev,omitempty"` // ID of the host's previous manifest
+	Tree       crypt.ID  `json:"tree"`           // root tree blob
+	Stats      Stats     `json:"stats"`
+	Body       []byte    `json:"body"` // sealed ManifestBody
+}
+
+// Stats are a snapshot's totals.
+type Stats struct {
+	Files      uint64 `json:"files"`
+	Dirs       uint64 `json:"dirs"`
+	Bytes      uint64 `json:"bytes"`       // total file content size
+	AddedBytes uint64 `json:"added_bytes"` // stored bytes of new packs
+	NewBlobs   uint64 `json:"new_blobs"`
+}
+
+// ManifestBody is the part of a manifest only recovery identities read.
+type ManifestBody struct {
+	Paths    [][]byte `json:"paths"` // as given to backup, absolute
+	Excludes []string `json:"excludes,omitempty"`
+	Stream   string   `json:"stream,omitempty"` // the file name of a stdin backup
+}
+
+// signedManifest is the stored form of a manifest.
+type signedManifest struct {
+	Format   string          `json:"format"`
+	Manifest json.RawMessage `json:"manifest"`
+	Signer   crypt.PublicKey `json:"signer"`
+	Sig      []byte          `json:"sig"`
+}
+
+const (
+	manifestFormat  = "vaultbak-manifest"
+	maxManifestSize = 1 << 20
+)
+
+// Snapshot is a manifest read from the repository with its ID.
+type Snapshot struct {
+	ID string
+	Manifest
+	Signer crypt.PublicKey
+	Region string // the region it was read from
+}
+
+func snapshotName(id string) string { return "snapshots/" + id }
+
+func signManifest(m *Manifest, key crypt.SigningKey) (id string, data []byte, err error) {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return "", nil, err
+	}
+	sum := sha256.Sum256(raw)
+	data, err = json.Marshal(signedManifest{Format: manifestFormat, Manifest: raw, Signer: key.Public(), Sig: key.Sign(manifestSignedBytes(raw))})
+	return hex.EncodeToString(sum[:]), data, err
+}
+
+// manifestSignedBytes domain-separates manifest signatures from every other
+// signature a host key makes.
+func manifestSignedBytes(raw []byte) []byte {
+	return append([]byte("vaultbak manifest v1\n"), raw...)
+}
+
+// decodeManifest parses a stored manifest named id and checks that the name
+// matches its content and that the signature is valid for the key it names.
+// Whether that key is enrolled for the host is the caller's check.
+func decodeManifest(id string, data []byte) (*Snapshot, error) {
+	var sm signedManifest
+	if err := json.Unmarshal(data, &sm); err != nil {
+		return nil, fmt.Errorf("malformed manifest: %w", err)
+	}
+	if sm.Format != manifestFormat {
+		return nil, fmt.Errorf("malformed manifest: format %q", sm.Format)
+	}
+	sum := sha256.Sum256(sm.Manifest)
+	if hex.EncodeToString(sum[:]) != id {
+		return nil, fmt.Errorf("content does not match its name")
+	}
+	if err := sm.Signer.Verify(manifestSignedBytes(sm.Manifest), sm.Sig); err != nil {
+		return nil, fmt.Errorf("signature: %w", err)
+	}
+	s := &Snapshot{ID: id, Signer: sm.Signer}
+	if err := json.Unmarshal(sm.Manifest, &s.Manifest); err != nil {
+		return nil, fmt.Errorf("malformed manifest: %w", err)
+	}
+	if s.Version != FormatVersion {
+		return nil, fmt.Errorf("manifest version %d is not supported", s.Version)
+	}
+	return s, nil
+}

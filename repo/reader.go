@@ -1,0 +1,233 @@
+package repo
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"vaultbak/crypt"
+)
+
+// decoder decodes blobs; DecodeAll is safe for concurrent use.
+var decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(64<<20))
+
+// openPack is one pack opened for random access in one region.
+type openPack struct {
+	obj     io.Closer
+	plain   io.ReaderAt
+	size    int64
+	refs    int  // readers using it now; guarded by packCache.mu
+	evicted bool // out of the cache: closed when refs drops to 0
+}
+
+type packKey struct {
+	region string
+	pack   crypt.ID
+}
+
+// packCache keeps a bounded number of packs open for random access, and the
+// file key of every pack it opened so that reopening (in another region or
+// after eviction) costs no key decapsulation.
+type packCache struct {
+	r        *Repository
+	mu       sync.Mutex
+	open     map[packKey]*list.Element
+	lru      *list.List // of *cacheEntry, front = most recent
+	fileKeys map[crypt.ID][]byte
+	max      int
+}
+
+type cacheEntry struct {
+	key packKey
+	p   *openPack
+}
+
+func newPackCache(r *Repository) *packCache {
+	return &packCache{r: r, open: map[packKey]*list.Element{}, lru: list.New(), fileKeys: map[crypt.ID][]byte{}, max: 32}
+}
+
+func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openPack, error) {
+	k := packKey{reg.Name, pack}
+	c.mu.Lock()
+	if el, ok := c.open[k]; ok {
+		c.lru.MoveToFront(el)
+		p := el.Value.(*cacheEntry).p
+		p.refs++
+		c.mu.Unlock()
+		return p, nil
+	}
+	fileKey := c.fileKeys[pack]
+	c.mu.Unlock()
+
+	obj, err := reg.Backend.Open(ctx, PackName(pack))
+	if err != nil {
+		return nil, err
+	}
+	if fileKey == nil {
+		fileKey, err = crypt.FileKey(obj, obj.Size(), c.r.keys.Recovery)
+		if err != nil {
+			obj.Close()
+			if errors.Is(err, crypt.ErrNoIdentity) {
+				return nil, ErrNeedRecovery
+			}
+			return nil, &IntegrityError{Region: reg.Name, Object: PackName(pack), Reason: err.Error()}
+		}
+	}
+	plain, size, err := crypt.OpenAt(obj, obj.Size(), fileKey)
+	if err != nil {
+		obj.Close()
+		return nil, &IntegrityError{Region: reg.Name, Object: PackName(pack), Reason: err.Error()}
+	}
+	p := &openPack{obj: obj, plain: plain, size: size}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fileKeys[pack] = fileKey
+	if el, ok := c.open[k]; ok { // opened concurrently
+		obj.Close()
+		p := el.Value.(*cacheEntry).p
+		p.refs++
+		return p, nil
+	}
+	p.refs = 1
+	c.open[k] = c.lru.PushFront(&cacheEntry{k, p})
+	for c.lru.Len() > c.max {
+		c.evictLocked(c.lru.Back())
+	}
+	return p, nil
+}
+
+// release ends one use of p returned by get.
+func (c *packCache) release(p *openPack) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p.refs--
+	if p.evicted && p.refs == 0 {
+		p.obj.Close()
+	}
+}
+
+func (c *packCache) evictLocked(el *list.Element) {
+	e := el.Value.(*cacheEntry)
+	c.lru.Remove(el)
+	delete(c.open, e.key)
+	e.p.evicted = true
+	if e.p.refs == 0 {
+		e.p.obj.Close()
+	}
+}
+
+// drop forgets an open pack after a read error.
+func (c *packCache) drop(region string, pack crypt.ID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.open[packKey{region, pack}]; ok {
+		c.evictLocked(el)
+	}
+}
+
+func (c *packCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.lru.Len() > 0 {
+		c.evictLocked(c.lru.Back())
+	}
+}
+
+// LoadBlob returns the plaintext of blob id, verified against its keyed ID.
+// It reads from the regions in order and falls back to the next region when
+// the pack is missing or the blob is damaged there. buf, if large enough, is
+// used for the result.
+func (r *Repository) LoadBlob(ctx context.Context, id crypt.ID, buf []byte) ([]byte, error) {
+	if !r.CanRead() {
+		return nil, ErrNeedRecovery
+	}
+	loc, ok := r.index.Lookup(id)
+	if !ok {
+		return nil, &IntegrityError{Object: "blob " + id.String(), Reason: "not in the index"}
+	}
+	var errs []error
+	for _, reg := range r.regions {
+		data, err := r.loadBlobFrom(ctx, reg, loc, buf)
+		if err == nil {
+			return data, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errors.Is(err, ErrNeedRecovery) {
+			return nil, err
+		}
+		r.readers.drop(reg.Name, loc.Pack)
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("repo: load %s %s: %w", loc.Type, id, errors.Join(errs...))
+}
+
+func (r *Repository) loadBlobFrom(ctx context.Context, reg *Region, loc Location, buf []byte) ([]byte, error) {
+	p, err := r.readers.get(ctx, reg, loc.Pack)
+	if err != nil {
+		var ie *IntegrityError
+		if errors.As(err, &ie) || errors.Is(err, ErrNeedRecovery) {
+			return nil, err
+		}
+		return nil, &RegionError{reg.Name, err}
+	}
+	defer r.readers.release(p)
+	if int64(loc.Offset)+int64(loc.Length) > p.size {
+		return nil, &IntegrityError{Region: reg.Name, Object: PackName(loc.Pack), Reason: "blob beyond the end of the pack"}
+	}
+	stored := make([]byte, loc.Length)
+	if _, err := p.plain.ReadAt(stored, int64(loc.Offset)); err != nil {
+		return nil, &IntegrityError{Region: reg.Name, Object: PackName(loc.Pack), Reason: err.Error()}
+	}
+	data, err := decodeBlob(stored, loc.Flags, loc.RawLen, buf)
+	if err != nil {
+		return nil, &IntegrityError{Region: reg.Name, Object: PackName(loc.Pack), Reason: fmt.Sprintf("blob %s: %v", loc.ID, err)}
+	}
+	if r.secrets.BlobID(data) != loc.ID {
+		return nil, &IntegrityError{Region: reg.Name, Object: PackName(loc.Pack), Reason: fmt.Sprintf("blob %s does not match its ID", loc.ID)}
+	}
+	return data, nil
+}
+
+func decodeBlob(stored []byte, flags uint8, rawLen uint32, buf []byte) ([]byte, error) {
+	if flags&flagZstd == 0 {
+		if uint32(len(stored)) != rawLen {
+			return nil, fmt.Errorf("length %d, want %d", len(stored), rawLen)
+		}
+		return stored, nil
+	}
+	if rawLen > 1<<30 {
+		return nil, fmt.Errorf("length %d too large", rawLen)
+	}
+	if cap(buf) < int(rawLen) {
+		buf = make([]byte, 0, rawLen)
+	}
+	out, err := decoder.DecodeAll(stored, buf[:0])
+	if err != nil {
+		return nil, err
+	}
+	if uint32(len(out)) != rawLen {
+		return nil, fmt.Errorf("decoded length %d, want %d", len(out), rawLen)
+	}
+	return out, nil
+}
+
+// LoadTree loads and decodes tree blob id.
+func (r *Repository) LoadTree(ctx context.Context, id crypt.ID) (*Tree, error) {
+	data, err := r.LoadBlob(ctx, id, nil)
+	if err != nil {
+		return nil, err
+	}
+	t, err := DecodeTree(data)
+	if err != nil {
+		return nil, &IntegrityError{Object: "tree " + id.String(), Reason: err.Error()}
+	}
+	return t, nil
+}

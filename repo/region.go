@@ -1,0 +1,68 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"vaultbak/backend"
+)
+
+// Region is one full replica of the repository: a named backend.
+type Region struct {
+	Name    string
+	Backend backend.Backend
+}
+
+func (r *Region) String() string { return r.Name }
+
+// RegionError is an error that happened in one region.
+type RegionError struct {
+	Region string
+	Err    error
+}
+
+func (e *RegionError) Error() string { return fmt.Sprintf("region %s: %v", e.Region, e.Err) }
+func (e *RegionError) Unwrap() error { return e.Err }
+
+// ErrIntegrity marks damage, forgery or inconsistency found in the
+// repository: a hash, MAC or signature that does not match, or a malformed
+// object. The CLI maps it to exit code 4.
+var ErrIntegrity = errors.New("integrity failure")
+
+// IntegrityError reports damage to one object in one region.
+type IntegrityError struct {
+	Region string // "" when not tied to one region
+	Object string // object name, blob ID or snapshot ID
+	Reason string
+}
+
+func (e *IntegrityError) Error() string {
+	if e.Region == "" {
+		return fmt.Sprintf("integrity: %s: %s", e.Object, e.Reason)
+	}
+	return fmt.Sprintf("integrity: region %s: %s: %s", e.Region, e.Object, e.Reason)
+}
+
+func (e *IntegrityError) Is(target error) bool { return target == ErrIntegrity }
+
+// readObject reads a whole object of at most limit bytes from the first
+// region that has it and for which check accepts it; errors of the regions
+// tried are joined when none does.
+func (r *Repository) readObject(ctx context.Context, name string, limit int64, check func(region string, data []byte) error) ([]byte, string, error) {
+	var errs []error
+	for _, reg := range r.regions {
+		data, err := backend.ReadAll(ctx, reg.Backend, name, limit)
+		if err == nil && check != nil {
+			err = check(reg.Name, data)
+		}
+		if err == nil {
+			return data, reg.Name, nil
+		}
+		if ctx.Err() != nil {
+			return nil, "", ctx.Err()
+		}
+		errs = append(errs, &RegionError{reg.Name, err})
+	}
+	return nil, "", errors.Join(errs...)
+}

@@ -1,0 +1,381 @@
+package repo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"filippo.io/age"
+	"golang.org/x/sync/errgroup"
+
+	"vaultbak/backend"
+	"vaultbak/chunk"
+	"vaultbak/crypt"
+)
+
+// Keys are what the caller holds. Either may be nil: a repository opened
+// with no keys can only be checked without reading data.
+type Keys struct {
+	Recovery []age.Identity        // opens everything
+	Host     *crypt.HostCredential // writes snapshots, opens index and secrets
+}
+
+// ErrNoRepository is returned by Open when no region holds a config.
+var ErrNoRepository = errors.New("no repository here")
+
+// ErrNeedRecovery is returned for an operation that needs the recovery
+// identity when only a host credential (or nothing) was given.
+var ErrNeedRecovery = errors.New("this needs the recovery identity; a host credential can only write")
+
+// ErrNeedHostKey is returned by writing operations opened without a host credential.
+var ErrNeedHostKey = errors.New("this needs a host credential (--host-key)")
+
+// Repository is an open vaultbak repository over one or more regions.
+type Repository struct {
+	regions  []*Region
+	cfg      *Config
+	keys     Keys
+	secrets  *Secrets
+	index    *Index
+	recovery []age.Recipient // seal packs, trees and bodies to these
+	readers  *packCache
+}
+
+// InitOptions configure a new repository.
+type InitOptions struct {
+	Recovery []string     // recovery recipients (age1pq1… or age1…), at least one
+	Host     string       // the first host's name
+	Chunker  chunk.Params // zero value: chunk.DefaultParams()
+	PackSize int          // zero: DefaultPackSize
+	Now      time.Time
+}
+
+// Init creates a repository in every region and the first host credential.
+// It refuses a region that already holds a repository.
+func Init(ctx context.Context, regions []*Region, opts InitOptions) (*Repository, *crypt.HostCredential, error) {
+	if len(regions) == 0 {
+		return nil, nil, errors.New("repo: no regions")
+	}
+	if len(opts.Recovery) == 0 {
+		return nil, nil, errors.New("repo: init needs at least one recovery recipient")
+	}
+	recipients, kind, err := crypt.ParseRecipients(opts.Recovery)
+	if err != nil {
+		return nil, nil, fmt.Errorf("repo: %w", err)
+	}
+	if opts.Chunker == (chunk.Params{}) {
+		opts.Chunker = chunk.DefaultParams()
+	}
+	if err := opts.Chunker.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("repo: %w", err)
+	}
+	if opts.PackSize == 0 {
+		opts.PackSize = DefaultPackSize
+	}
+	for _, reg := range regions {
+		_, err := reg.Backend.Stat(ctx, "config")
+		if err == nil {
+			return nil, nil, &RegionError{reg.Name, fmt.Errorf("already holds a repository (%s)", reg.Backend.Location())}
+		}
+		if !errors.Is(err, backend.ErrNotFound) {
+			return nil, nil, &RegionError{reg.Name, err}
+		}
+	}
+	var idBytes [16]byte
+	rand.Read(idBytes[:])
+	cfg := &Config{
+		Version:     FormatVersion,
+		ID:          hex.EncodeToString(idBytes[:]),
+		Created:     opts.Now.UTC(),
+		Chunker:     opts.Chunker,
+		PackSize:    opts.PackSize,
+		Compression: "zstd",
+		KeyKind:     kind,
+		Recovery:    opts.Recovery,
+	}
+	host, err := crypt.NewHostCredential(opts.Host, cfg.ID, kind)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Hosts = []HostEntry{{Name: opts.Host, WriterRecipient: host.WriterRecipient, SigningKey: host.Signing.Public(), Enrolled: opts.Now.UTC()}}
+	secrets := newSecrets(crypt.NewKey())
+
+	writer, err := crypt.ParseRecipient(host.WriterRecipient)
+	if err != nil {
+		return nil, nil, err
+	}
+	sealed, keyName, err := sealSecrets(secrets, append(recipients[:len(recipients):len(recipients)], writer))
+	if err != nil {
+		return nil, nil, err
+	}
+	cfgData, err := encodeConfig(cfg, secrets)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The config is written last: it marks a complete repository.
+	if err := putAll(ctx, regions, keyName, sealed); err != nil {
+		return nil, nil, err
+	}
+	if err := putAll(ctx, regions, "config", cfgData); err != nil {
+		return nil, nil, err
+	}
+	r := &Repository{regions: regions, cfg: cfg, keys: Keys{Host: host}, secrets: secrets, index: newIndex(), recovery: recipients}
+	r.readers = newPackCache(r)
+	return r, host, nil
+}
+
+// putAll writes one object to every region concurrently.
+func putAll(ctx context.Context, regions []*Region, name string, data []byte) error {
+	errs := make([]error, len(regions))
+	var wg sync.WaitGroup
+	for i, reg := range regions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := reg.Backend.Put(ctx, name, data); err != nil {
+				errs[i] = &RegionError{reg.Name, fmt.Errorf("write %s: %w", name, err)}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Open opens the repository held by regions with the given keys and loads
+// its index (when the keys open it).
+func Open(ctx context.Context, regions []*Region, keys Keys) (*Repository, error) {
+	if len(regions) == 0 {
+		return nil, errors.New("repo: no regions")
+	}
+	r := &Repository{regions: regions, keys: keys, index: newIndex()}
+	r.readers = newPackCache(r)
+
+	var cfgFile *configFile
+	var missing int
+	data, _, err := r.readObject(ctx, "config", maxConfigSize, func(region string, data []byte) error {
+		c, f, err := decodeConfig(data)
+		if err != nil {
+			return &IntegrityError{Region: region, Object: "config", Reason: err.Error()}
+		}
+		r.cfg, cfgFile = c, f
+		return nil
+	})
+	if err != nil {
+		for _, e := range flatten(err) {
+			if errors.Is(e, backend.ErrNotFound) {
+				missing++
+			}
+		}
+		if missing == len(regions) {
+			return nil, ErrNoRepository
+		}
+		return nil, fmt.Errorf("repo: read config: %w", err)
+	}
+	_ = data
+
+	ids := r.identities()
+	if len(ids) > 0 {
+		if keys.Host != nil {
+			if keys.Host.Repository != "" && keys.Host.Repository != r.cfg.ID {
+				return nil, fmt.Errorf("repo: host credential for %q belongs to repository %s, not %s", keys.Host.Host, keys.Host.Repository, r.cfg.ID)
+			}
+			h, ok := r.cfg.Host(keys.Host.Host)
+			if !ok || h.SigningKey != keys.Host.Signing.Public() {
+				return nil, fmt.Errorf("repo: host %q is not enrolled in this repository with this credential", keys.Host.Host)
+			}
+			if h.Revoked != nil {
+				return nil, fmt.Errorf("repo: host %q was revoked on %s", h.Name, h.Revoked.Format(time.RFC3339))
+			}
+		}
+		if err := r.loadSecrets(ctx, ids); err != nil {
+			return nil, err
+		}
+		if !verifyConfig(cfgFile, r.secrets) {
+			return nil, &IntegrityError{Object: "config", Reason: "MAC does not match: the config was altered"}
+		}
+		if err := r.loadIndex(ctx, ids); err != nil {
+			return nil, err
+		}
+	}
+	rec, _, err := crypt.ParseRecipients(r.cfg.Recovery)
+	if err != nil {
+		return nil, &IntegrityError{Object: "config", Reason: err.Error()}
+	}
+	r.recovery = rec
+	return r, nil
+}
+
+func flatten(err error) []error {
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range u.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func (r *Repository) identities() []age.Identity {
+	ids := append([]age.Identity(nil), r.keys.Recovery...)
+	if r.keys.Host != nil {
+		ids = append(ids, r.keys.Host.Writer)
+	}
+	return ids
+}
+
+// listAll returns the union of the object names under prefix in every
+// region, with their sizes as the first region listing them reports.
+func (r *Repository) listAll(ctx context.Context, prefix string) (map[string]int64, error) {
+	out := map[string]int64{}
+	var errs []error
+	ok := 0
+	for _, reg := range r.regions {
+		err := reg.Backend.List(ctx, prefix, func(fi backend.Info) error {
+			if _, seen := out[fi.Name]; !seen {
+				out[fi.Name] = fi.Size
+			}
+			return nil
+		})
+		if err != nil {
+			errs = append(errs, &RegionError{reg.Name, fmt.Errorf("list %s: %w", prefix, err)})
+			continue
+		}
+		ok++
+	}
+	if ok == 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func (r *Repository) loadSecrets(ctx context.Context, ids []age.Identity) error {
+	names, err := r.listAll(ctx, "keys/")
+	if err != nil {
+		return fmt.Errorf("repo: %w", err)
+	}
+	sorted := sortedKeys(names)
+	var errs []error
+	for _, name := range sorted {
+		data, _, err := r.readObject(ctx, name, maxKeysFile, nil)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s, err := openSecrets(data, ids)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.secrets = s
+		return nil
+	}
+	for _, e := range errs {
+		if errors.Is(e, crypt.ErrNoIdentity) {
+			return fmt.Errorf("repo: none of the given keys opens this repository: %w", crypt.ErrNoIdentity)
+		}
+	}
+	return fmt.Errorf("repo: read keys: %w", errors.Join(errs...))
+}
+
+func sortedKeys(m map[string]int64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// loadIndex reads every index file of every region into memory.
+func (r *Repository) loadIndex(ctx context.Context, ids []age.Identity) error {
+	names, err := r.listAll(ctx, "index/")
+	if err != nil {
+		return fmt.Errorf("repo: %w", err)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for _, name := range sortedKeys(names) {
+		g.Go(func() error {
+			packs, err := r.readIndexFile(ctx, name, ids)
+			if err != nil {
+				return err
+			}
+			for _, p := range packs {
+				r.index.add(p.Hash, p.Size, p.Entries)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func (r *Repository) readIndexFile(ctx context.Context, name string, ids []age.Identity) ([]indexPack, error) {
+	var packs []indexPack
+	_, _, err := r.readObject(ctx, name, maxIndexSize, func(region string, data []byte) error {
+		want, _ := hashFromName(name)
+		if objectHash(data) != want {
+			return &IntegrityError{Region: region, Object: name, Reason: "content does not match its hash"}
+		}
+		plain, err := crypt.Open(data, maxIndexSize, ids)
+		if err != nil {
+			if errors.Is(err, crypt.ErrNoIdentity) {
+				return err
+			}
+			return &IntegrityError{Region: region, Object: name, Reason: err.Error()}
+		}
+		p, err := decodeIndex(plain)
+		if err != nil {
+			return &IntegrityError{Region: region, Object: name, Reason: err.Error()}
+		}
+		packs = p
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("repo: %w", err)
+	}
+	return packs, nil
+}
+
+// Config returns the repository config.
+func (r *Repository) Config() *Config { return r.cfg }
+
+// Regions returns the repository's regions in read-preference order.
+func (r *Repository) Regions() []*Region { return r.regions }
+
+// Secrets returns the repository secrets, or nil when opened without keys.
+func (r *Repository) Secrets() *Secrets { return r.secrets }
+
+// Index returns the loaded index (empty when opened without keys).
+func (r *Repository) Index() *Index { return r.index }
+
+// CanRead reports whether the repository was opened with a recovery identity.
+func (r *Repository) CanRead() bool { return len(r.keys.Recovery) > 0 }
+
+// Host returns the host credential the repository was opened with, or nil.
+func (r *Repository) Host() *crypt.HostCredential { return r.keys.Host }
+
+// Close releases open pack readers.
+func (r *Repository) Close() error {
+	r.readers.close()
+	return nil
+}
+
+// ShortID returns the abbreviated form of a snapshot ID used in listings.
+func ShortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// validHostName reports whether a host name is acceptable.
+func validHostName(s string) bool {
+	return s != "" && len(s) <= 255 && !strings.ContainsAny(s, "\x00\n\r/")
+}

@@ -1,0 +1,72 @@
+package repo
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	"filippo.io/age"
+
+	"vaultbak/crypt"
+)
+
+const maxKeysFile = 1 << 20
+
+// Secrets are the repository's random keys. Every key vaultbak uses is
+// derived from Master for one purpose (crypt.Key.Derive), so the stored form
+// never changes when a new use appears.
+type Secrets struct {
+	Master crypt.Key `json:"master"`
+
+	chunkID crypt.Key // keyed chunk and tree IDs
+	chunker crypt.Key // keyed chunk boundaries
+	content crypt.Key // keyed whole-file content hashes
+}
+
+func newSecrets(master crypt.Key) *Secrets {
+	s := &Secrets{Master: master}
+	s.chunkID = master.Derive("blob id")
+	s.chunker = master.Derive("chunker gear table")
+	s.content = master.Derive("file content")
+	return s
+}
+
+// BlobID returns the keyed ID of a plaintext blob (a chunk or a tree).
+func (s *Secrets) BlobID(data []byte) crypt.ID { return s.chunkID.Sum(data) }
+
+// ChunkerKey keys the content-defined chunker.
+func (s *Secrets) ChunkerKey() []byte { return s.chunker[:] }
+
+// ContentKey keys whole-file content hashes.
+func (s *Secrets) ContentKey() *crypt.Key { return &s.content }
+
+type secretsFile struct {
+	Format string `json:"format"`
+	Master []byte `json:"master"`
+}
+
+func sealSecrets(s *Secrets, recipients []age.Recipient) ([]byte, string, error) {
+	plain, err := json.Marshal(secretsFile{Format: "vaultbak-secrets-1", Master: s.Master[:]})
+	if err != nil {
+		return nil, "", err
+	}
+	sealed, err := crypt.Seal(plain, recipients)
+	if err != nil {
+		return nil, "", fmt.Errorf("repo: seal secrets: %w", err)
+	}
+	sum := sha256.Sum256(sealed)
+	return sealed, "keys/" + hex.EncodeToString(sum[:]), nil
+}
+
+func openSecrets(sealed []byte, ids []age.Identity) (*Secrets, error) {
+	plain, err := crypt.Open(sealed, 64<<10, ids)
+	if err != nil {
+		return nil, err
+	}
+	var f secretsFile
+	if err := json.Unmarshal(plain, &f); err != nil || f.Format != "vaultbak-secrets-1" || len(f.Master) != crypt.KeySize {
+		return nil, fmt.Errorf("malformed secrets")
+	}
+	return newSecrets(crypt.Key(f.Master)), nil
+}

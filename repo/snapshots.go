@@ -1,0 +1,181 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"vaultbak/crypt"
+)
+
+// Snapshots reads and verifies every manifest in the repository (the union
+// over all regions), oldest first. A manifest that fails verification in
+// every region that has it is an integrity error naming it.
+func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
+	names, err := r.listAll(ctx, "snapshots/")
+	if err != nil {
+		return nil, fmt.Errorf("repo: %w", err)
+	}
+	var out []*Snapshot
+	for _, name := range sortedKeys(names) {
+		id := strings.TrimPrefix(name, "snapshots/")
+		s, err := r.readSnapshot(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out, nil
+}
+
+func (r *Repository) readSnapshot(ctx context.Context, id string) (*Snapshot, error) {
+	var snap *Snapshot
+	_, region, err := r.readObject(ctx, snapshotName(id), maxManifestSize, func(region string, data []byte) error {
+		s, err := decodeManifest(id, data)
+		if err == nil {
+			err = r.verifySigner(s)
+		}
+		if err != nil {
+			return &IntegrityError{Region: region, Object: "snapshot " + id, Reason: err.Error()}
+		}
+		snap = s
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("repo: %w", err)
+	}
+	snap.Region = region
+	return snap, nil
+}
+
+// verifySigner checks that the manifest belongs to this repository and was
+// signed by the key enrolled for its host, before any revocation.
+func (r *Repository) verifySigner(s *Snapshot) error {
+	if s.Repository != r.cfg.ID {
+		return fmt.Errorf("belongs to repository %s, not this one (%s)", s.Repository, r.cfg.ID)
+	}
+	h, ok := r.cfg.Host(s.Host)
+	if !ok {
+		return fmt.Errorf("signed as host %q, which is not enrolled", s.Host)
+	}
+	if h.SigningKey != s.Signer {
+		return fmt.Errorf("signed by a key that is not the one enrolled for host %q", s.Host)
+	}
+	if h.Revoked != nil && !s.Time.Before(*h.Revoked) {
+		return fmt.Errorf("signed by host %q after its revocation", s.Host)
+	}
+	return nil
+}
+
+// Filter selects snapshots.
+type Filter struct {
+	Host string
+	Tags []string // every tag must be present
+	Set  string
+	At   time.Time // zero: no time limit; else the newest at or before At
+}
+
+// Match reports whether s passes f (ignoring At).
+func (f Filter) Match(s *Snapshot) bool {
+	if f.Host != "" && s.Host != f.Host {
+		return false
+	}
+	if f.Set != "" && s.Set != f.Set {
+		return false
+	}
+	for _, t := range f.Tags {
+		if !slices.Contains(s.Tags, t) {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrSnapshotNotFound is returned by FindSnapshot when nothing matches.
+var ErrSnapshotNotFound = errors.New("no such snapshot")
+
+// FindSnapshot resolves "latest" or a unique ID prefix to a snapshot,
+// honouring f (and f.At for "latest").
+func (r *Repository) FindSnapshot(ctx context.Context, ref string, f Filter) (*Snapshot, error) {
+	all, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return Pick(all, ref, f)
+}
+
+// Pick resolves ref among snaps (oldest first); see FindSnapshot.
+func Pick(snaps []*Snapshot, ref string, f Filter) (*Snapshot, error) {
+	if ref == "latest" {
+		var best *Snapshot
+		for _, s := range snaps {
+			if !f.Match(s) || (!f.At.IsZero() && s.Time.After(f.At)) {
+				continue
+			}
+			if best == nil || !s.Time.Before(best.Time) {
+				best = s
+			}
+		}
+		if best == nil {
+			if !f.At.IsZero() {
+				return nil, fmt.Errorf("%w at or before %s", ErrSnapshotNotFound, f.At.Format(time.RFC3339))
+			}
+			return nil, ErrSnapshotNotFound
+		}
+		return best, nil
+	}
+	if len(ref) < 4 {
+		return nil, fmt.Errorf("snapshot ID prefix %q is too short (give at least 4 hex digits)", ref)
+	}
+	var found []*Snapshot
+	for _, s := range snaps {
+		if strings.HasPrefix(s.ID, ref) && f.Match(s) {
+			found = append(found, s)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%w %q", ErrSnapshotNotFound, ref)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("snapshot ID prefix %q is ambiguous (%d snapshots match)", ref, len(found))
+}
+
+// Body opens a snapshot's sealed body; it needs the recovery identity.
+func (r *Repository) Body(s *Snapshot) (*ManifestBody, error) {
+	if !r.CanRead() {
+		return nil, ErrNeedRecovery
+	}
+	plain, err := crypt.Open(s.Body, maxManifestSize, r.keys.Recovery)
+	if err != nil {
+		if errors.Is(err, crypt.ErrNoIdentity) {
+			return nil, fmt.Errorf("repo: snapshot %s: %w", ShortID(s.ID), err)
+		}
+		return nil, &IntegrityError{Object: "snapshot " + s.ID, Reason: "body: " + err.Error()}
+	}
+	var b ManifestBody
+	if err := json.Unmarshal(plain, &b); err != nil {
+		return nil, &IntegrityError{Object: "snapshot " + s.ID, Reason: "malformed body"}
+	}
+	return &b, nil
+}
+
+// ChainHead returns the sequence number and ID of host's newest manifest in
+// the repository (0, "" when it has none).
+func ChainHead(snaps []*Snapshot, host string) (uint64, string) {
+	var seq uint64
+	var id string
+	for _, s := range snaps {
+		if s.Host == host && s.Seq > seq {
+			seq, id = s.Seq, s.ID
+		}
+	}
+	return seq, id
+}

@@ -1,0 +1,365 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sync/errgroup"
+
+	"vaultbak/crypt"
+)
+
+// indexFlushPacks is how many uploaded packs are described by one index file
+// written while a backup runs: what an interrupted run leaves reusable.
+const indexFlushPacks = 8
+
+// Writer adds blobs to the repository and commits a snapshot.
+//
+// Flow and ownership: SaveBlob (called from many goroutines) compresses and
+// verifies a blob in the caller's goroutine, then appends a copy to the
+// current pack under w.mu; a full pack is handed to an uploader goroutine,
+// which seals it once and puts the same bytes to every region. After a pack
+// is durable in every region its entries join w.done, and every
+// indexFlushPacks packs an index file is written. Commit flushes the rest,
+// confirms every object this writer wrote is present in every region, and
+// only then writes the manifest.
+type Writer struct {
+	r   *Repository
+	enc *zstd.Encoder
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	g      *errgroup.Group
+	packs  chan *packBuilder
+
+	mu      sync.Mutex
+	cur     *packBuilder
+	pending map[crypt.ID]struct{} // in a pack not yet in the index
+
+	doneMu  sync.Mutex
+	done    []indexPack // uploaded, not yet in an index file
+	written []writtenObject
+
+	addedBytes atomic.Uint64
+	newBlobs   atomic.Uint64
+	indexRecip []age.Recipient
+}
+
+type writtenObject struct {
+	name string
+	size int64
+}
+
+// WriterOptions configure a Writer.
+type WriterOptions struct {
+	Uploaders int // packs sealed and uploaded concurrently; 0: 2
+	Level     zstd.EncoderLevel
+}
+
+// NewWriter starts a writer. It needs the host credential (to sign) and the
+// secrets (to compute IDs). Cancel ctx or call Abort to stop it.
+func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer, error) {
+	if r.keys.Host == nil {
+		return nil, ErrNeedHostKey
+	}
+	if r.secrets == nil {
+		return nil, errors.New("repo: writer needs the repository secrets")
+	}
+	if opts.Uploaders <= 0 {
+		opts.Uploaders = 2
+	}
+	if opts.Level == 0 {
+		opts.Level = zstd.SpeedFastest
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opts.Level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return nil, err
+	}
+	indexRecip, _, err := crypt.ParseRecipients(append(append([]string(nil), r.cfg.Recovery...), r.cfg.Writers()...))
+	if err != nil {
+		return nil, &IntegrityError{Object: "config", Reason: err.Error()}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	w := &Writer{
+		r: r, enc: enc, ctx: gctx, cancel: cancel, g: g,
+		packs:      make(chan *packBuilder),
+		cur:        &packBuilder{},
+		pending:    map[crypt.ID]struct{}{},
+		indexRecip: indexRecip,
+	}
+	for range opts.Uploaders {
+		g.Go(w.uploader)
+	}
+	return w, nil
+}
+
+// Secrets returns the repository secrets (for IDs and chunking).
+func (w *Writer) Secrets() *Secrets { return w.r.secrets }
+
+// Known reports whether blob id is already stored or being stored.
+func (w *Writer) Known(id crypt.ID) bool {
+	if w.r.index.Has(id) {
+		return true
+	}
+	w.mu.Lock()
+	_, ok := w.pending[id]
+	w.mu.Unlock()
+	return ok
+}
+
+// SaveBlob stores data as a blob of type t unless a blob with its ID exists,
+// and returns the ID. data is not retained. Safe for concurrent use.
+func (w *Writer) SaveBlob(ctx context.Context, t BlobType, data []byte) (crypt.ID, error) {
+	id := w.r.secrets.BlobID(data)
+	return id, w.SaveBlobID(ctx, t, id, data)
+}
+
+// SaveBlobID is SaveBlob for a caller that computed id already.
+func (w *Writer) SaveBlobID(ctx context.Context, t BlobType, id crypt.ID, data []byte) error {
+	if err := w.ctx.Err(); err != nil {
+		return w.err()
+	}
+	if w.r.index.Has(id) {
+		return nil
+	}
+	w.mu.Lock()
+	if _, ok := w.pending[id]; ok {
+		w.mu.Unlock()
+		return nil
+	}
+	w.pending[id] = struct{}{}
+	w.mu.Unlock()
+
+	stored, flags, err := w.encode(id, data)
+	if err != nil {
+		w.mu.Lock()
+		delete(w.pending, id)
+		w.mu.Unlock()
+		return err
+	}
+
+	w.mu.Lock()
+	w.cur.add(id, t, flags, stored, len(data))
+	var full *packBuilder
+	if w.cur.size() >= w.r.cfg.PackSize {
+		full, w.cur = w.cur, &packBuilder{}
+	}
+	w.mu.Unlock()
+	w.newBlobs.Add(1)
+	if full != nil {
+		return w.send(ctx, full)
+	}
+	return nil
+}
+
+// encode compresses data when that pays and verifies that what will be
+// stored decodes back to data: compression libraries have had bugs.
+func (w *Writer) encode(id crypt.ID, data []byte) ([]byte, uint8, error) {
+	if len(data) < 64 {
+		return data, 0, nil
+	}
+	comp := w.enc.EncodeAll(data, make([]byte, 0, len(data)/2))
+	if len(comp) >= len(data)-len(data)/32 {
+		return data, 0, nil
+	}
+	back, err := decodeBlob(comp, flagZstd, uint32(len(data)), nil)
+	if err != nil || w.r.secrets.BlobID(back) != id {
+		return nil, 0, fmt.Errorf("repo: blob %s does not survive compression (%v): refusing to store it", id, err)
+	}
+	return comp, flagZstd, nil
+}
+
+func (w *Writer) send(ctx context.Context, p *packBuilder) error {
+	select {
+	case w.packs <- p:
+		return nil
+	case <-w.ctx.Done():
+		return w.err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *Writer) err() error {
+	if err := context.Cause(w.ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	if err := w.g.Wait(); err != nil {
+		return err
+	}
+	return w.ctx.Err()
+}
+
+func (w *Writer) uploader() error {
+	for {
+		select {
+		case <-w.ctx.Done():
+			return w.ctx.Err()
+		case p, ok := <-w.packs:
+			if !ok {
+				return nil
+			}
+			if err := w.upload(p); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// upload seals one pack, puts it to every region and records its entries.
+func (w *Writer) upload(p *packBuilder) error {
+	sealed, err := crypt.Seal(p.finish(), w.r.recovery)
+	if err != nil {
+		return err
+	}
+	hash := objectHash(sealed)
+	name := PackName(hash)
+	if err := putAll(w.ctx, w.r.regions, name, sealed); err != nil {
+		return fmt.Errorf("repo: upload pack: %w", err)
+	}
+	w.addedBytes.Add(uint64(len(sealed)))
+	w.doneMu.Lock()
+	w.written = append(w.written, writtenObject{name, int64(len(sealed))})
+	w.done = append(w.done, indexPack{Hash: hash, Size: int64(len(sealed)), Entries: p.entries})
+	var flush []indexPack
+	if len(w.done) >= indexFlushPacks {
+		flush, w.done = w.done, nil
+	}
+	w.doneMu.Unlock()
+	if flush != nil {
+		return w.writeIndex(flush)
+	}
+	return nil
+}
+
+// writeIndex writes one index file describing packs (already durable in
+// every region) to every region, then adds them to the in-memory index.
+func (w *Writer) writeIndex(packs []indexPack) error {
+	sealed, err := crypt.Seal(encodeIndex(packs), w.indexRecip)
+	if err != nil {
+		return err
+	}
+	name := indexName(objectHash(sealed))
+	if err := putAll(w.ctx, w.r.regions, name, sealed); err != nil {
+		return fmt.Errorf("repo: write index: %w", err)
+	}
+	w.doneMu.Lock()
+	w.written = append(w.written, writtenObject{name, int64(len(sealed))})
+	w.doneMu.Unlock()
+	for _, p := range packs {
+		w.r.index.add(p.Hash, p.Size, p.Entries)
+	}
+	w.mu.Lock()
+	for _, p := range packs {
+		for _, e := range p.Entries {
+			delete(w.pending, e.ID)
+		}
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// Flush uploads the current pack and every pending index entry and waits
+// for the uploaders. The writer cannot save blobs after Flush.
+func (w *Writer) Flush(ctx context.Context) error {
+	w.mu.Lock()
+	last := w.cur
+	w.cur = &packBuilder{}
+	w.mu.Unlock()
+	if len(last.entries) > 0 {
+		if err := w.send(ctx, last); err != nil {
+			return err
+		}
+	}
+	close(w.packs)
+	if err := w.g.Wait(); err != nil {
+		return err
+	}
+	w.doneMu.Lock()
+	rest := w.done
+	w.done = nil
+	w.doneMu.Unlock()
+	if len(rest) > 0 {
+		return w.writeIndex(rest)
+	}
+	return nil
+}
+
+// Abort stops the writer; what it uploaded stays for a later run to reuse.
+func (w *Writer) Abort() {
+	w.cancel(errors.New("repo: writer aborted"))
+	w.g.Wait()
+}
+
+// AddedBytes returns the stored bytes of the packs uploaded so far.
+func (w *Writer) AddedBytes() uint64 { return w.addedBytes.Load() }
+
+// NewBlobs returns how many blobs were added.
+func (w *Writer) NewBlobs() uint64 { return w.newBlobs.Load() }
+
+// Commit flushes, confirms that every object written is present with its
+// size in every region, then signs m and writes it to every region. m's
+// Repository, Host, Version, Seq and Prev are filled in here: Seq and Prev
+// continue the chain whose head is (headSeq, headID).
+func (w *Writer) Commit(ctx context.Context, m *Manifest, body *ManifestBody, headSeq uint64, headID string) (*Snapshot, error) {
+	if err := w.Flush(ctx); err != nil {
+		return nil, err
+	}
+	if err := w.confirm(ctx); err != nil {
+		return nil, err
+	}
+	plainBody, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	if m.Body, err = crypt.Seal(plainBody, w.r.recovery); err != nil {
+		return nil, err
+	}
+	host := w.r.keys.Host
+	m.Version = FormatVersion
+	m.Repository = w.r.cfg.ID
+	m.Host = host.Host
+	m.Seq = headSeq + 1
+	m.Prev = headID
+	m.Stats.AddedBytes = w.AddedBytes()
+	m.Stats.NewBlobs = w.NewBlobs()
+	id, data, err := signManifest(m, host.Signing)
+	if err != nil {
+		return nil, err
+	}
+	if err := putAll(ctx, w.r.regions, snapshotName(id), data); err != nil {
+		return nil, fmt.Errorf("repo: write snapshot %s: %w", ShortID(id), err)
+	}
+	return &Snapshot{ID: id, Manifest: *m, Signer: host.Signing.Public()}, nil
+}
+
+// confirm checks, in every region, that each object this writer wrote is
+// present with the right size: a provider that acknowledged a write and
+// dropped it must not get a manifest that references it.
+func (w *Writer) confirm(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for _, reg := range w.r.regions {
+		for _, o := range w.written {
+			g.Go(func() error {
+				fi, err := reg.Backend.Stat(ctx, o.name)
+				if err != nil {
+					return &RegionError{reg.Name, fmt.Errorf("confirm %s: %w", o.name, err)}
+				}
+				if fi.Size != o.size {
+					return &RegionError{reg.Name, fmt.Errorf("confirm %s: size %d, wrote %d", o.name, fi.Size, o.size)}
+				}
+				return nil
+			})
+		}
+	}
+	return g.Wait()
+}
