@@ -1,0 +1,137 @@
+package local_test
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"vaultbak/backend"
+	"vaultbak/backend/backendtest"
+	"vaultbak/backend/local"
+)
+
+func newLocal(t *testing.T, dir string) *local.Local {
+	t.Helper()
+	l, err := local.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestConformance(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) backend.Backend { return newLocal(t, t.TempDir()) })
+}
+
+// walk returns every path below dir, relative and slash-separated, with its mode.
+func walk(t *testing.T, dir string) map[string]fs.FileMode {
+	t.Helper()
+	modes := make(map[string]fs.FileMode)
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		modes[filepath.ToSlash(rel)] = fi.Mode()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return modes
+}
+
+func TestLayoutAndPermissions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "region", "repo") // New creates missing parents
+	l := newLocal(t, dir)
+	for _, name := range []string{"config", "keys/k1", "data/ab/ab12", "data/ab/ab34", "snapshots/s1"} {
+		if err := l.Put(t.Context(), name, []byte(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Put(t.Context(), "config", []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]fs.FileMode{
+		".":            fs.ModeDir | 0o700,
+		"config":       0o600,
+		"keys":         fs.ModeDir | 0o700,
+		"keys/k1":      0o600,
+		"data":         fs.ModeDir | 0o700,
+		"data/ab":      fs.ModeDir | 0o700,
+		"data/ab/ab12": 0o600,
+		"data/ab/ab34": 0o600,
+		"snapshots":    fs.ModeDir | 0o700,
+		"snapshots/s1": 0o600,
+	}
+	got := walk(t, dir)
+	for path, mode := range got {
+		if strings.Contains(path, ".tmp-") {
+			t.Errorf("temporary file %s left behind", path)
+		} else if want[path] != mode {
+			t.Errorf("%s: mode %v, want %v", path, mode, want[path])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("found %d paths, want %d: %v", len(got), len(want), got)
+	}
+}
+
+func TestListSkipsTemporaryFiles(t *testing.T) {
+	dir := t.TempDir()
+	l := newLocal(t, dir)
+	if err := l.Put(t.Context(), "data/ab/ab12", []byte("pack")); err != nil {
+		t.Fatal(err)
+	}
+	// What a Put interrupted by a crash leaves behind.
+	if err := os.WriteFile(filepath.Join(dir, "data", "ab", ".tmp-123"), []byte("torn"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	err := l.List(t.Context(), "", func(info backend.Info) error {
+		names = append(names, info.Name)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0] != "data/ab/ab12" {
+		t.Errorf("List = %q, want [data/ab/ab12]", names)
+	}
+	if err := l.Put(t.Context(), "data/ab/.tmp-1", nil); err == nil {
+		t.Error("Put of a name that looks like a temporary file succeeded")
+	}
+}
+
+func TestInvalidNameStaysInside(t *testing.T) {
+	parent := t.TempDir()
+	l := newLocal(t, filepath.Join(parent, "repo"))
+	if err := l.Put(t.Context(), "../escaped", []byte("x")); err == nil {
+		t.Fatal("Put(../escaped) succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(parent, "escaped")); !os.IsNotExist(err) {
+		t.Errorf("file written outside the repository: %v", err)
+	}
+}
+
+func TestErrorMessage(t *testing.T) {
+	l := newLocal(t, t.TempDir())
+	_, err := l.Open(t.Context(), "snapshots/abc")
+	if want := "local: open snapshots/abc: object not found"; err == nil || err.Error() != want {
+		t.Errorf("Open error = %v, want %q", err, want)
+	}
+}
+
+func TestLocationIsAbsolute(t *testing.T) {
+	t.Chdir(t.TempDir())
+	l := newLocal(t, "rel")
+	if !filepath.IsAbs(l.Location()) {
+		t.Errorf("Location() = %q, want an absolute path", l.Location())
+	}
+}

@@ -1,0 +1,384 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"vaultbak/chunk"
+	"vaultbak/repo"
+)
+
+// Options configure one backup.
+type Options struct {
+	Paths    []string // files or directories; made absolute
+	Excludes []string // see Excluder
+	Tags     []string
+	Set      string
+	Time     time.Time // snapshot time; zero: now
+
+	// Cache of the previous snapshot of these paths (nil: read every file).
+	Cache *Cache
+	// Workers reading files concurrently; 0: 2.
+	Workers int
+	// Strict turns an unreadable file into a failure instead of a warning.
+	Strict bool
+	// Warn is told about every file left out or stored with a problem.
+	Warn func(path string, err error)
+
+	// HeadSeq and HeadID are the host's chain head the new manifest follows.
+	HeadSeq uint64
+	HeadID  string
+}
+
+// Progress counts work done so far; read its fields atomically with Load.
+type Progress struct {
+	Files     atomic.Uint64 // files done (read or skipped)
+	Dirs      atomic.Uint64
+	Bytes     atomic.Uint64 // content bytes done
+	ReadBytes atomic.Uint64 // content bytes actually read
+	Skipped   atomic.Uint64 // files skipped by metadata
+}
+
+// Result is a finished backup.
+type Result struct {
+	Snapshot *repo.Snapshot
+	Cache    *Cache // the cache for the next run of the same paths
+	Warnings int
+}
+
+// ErrStrict wraps the failure of a strict backup on an unreadable file.
+var ErrStrict = errors.New("unreadable file in strict mode")
+
+type backuper struct {
+	r        *repo.Repository
+	w        *repo.Writer
+	opts     Options
+	excl     *Excluder
+	names    names
+	progress *Progress
+	prev     *Cache
+	next     *Cache
+	nextMu   sync.Mutex
+	warnings atomic.Int64
+	jobs     chan fileJob
+	dirs     sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	stats    struct{ files, dirs, bytes atomic.Uint64 }
+}
+
+// future is the node of one entry, available once done is closed. A nil
+// node with a nil err means the entry is left out.
+type future struct {
+	done chan struct{}
+	node *repo.Node
+	err  error
+}
+
+func newFuture() *future { return &future{done: make(chan struct{})} }
+
+func resolved(n *repo.Node, err error) *future {
+	f := &future{done: make(chan struct{}), node: n, err: err}
+	close(f.done)
+	return f
+}
+
+func (f *future) resolve(n *repo.Node, err error) {
+	f.node, f.err = n, err
+	close(f.done)
+}
+
+type fileJob struct {
+	abs  string
+	name string
+	st   stat
+	f    *future
+}
+
+// Run backs up opts.Paths into r and commits a snapshot. progress may be nil.
+func Run(ctx context.Context, r *repo.Repository, opts Options, progress *Progress) (*Result, error) {
+	if len(opts.Paths) == 0 {
+		return nil, errors.New("backup: no paths given")
+	}
+	excl, err := NewExcluder(opts.Excludes)
+	if err != nil {
+		return nil, err
+	}
+	if progress == nil {
+		progress = &Progress{}
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	if opts.Time.IsZero() {
+		opts.Time = time.Now()
+	}
+	var paths []string
+	for _, p := range opts.Paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("backup: %s: %w", p, err)
+		}
+		if _, err := os.Lstat(abs); err != nil {
+			return nil, fmt.Errorf("backup: %w", err)
+		}
+		paths = append(paths, abs)
+	}
+	w, err := r.NewWriter(ctx, repo.WriterOptions{})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	b := &backuper{
+		r: r, w: w, opts: opts, excl: excl, progress: progress,
+		names:  names{users: map[uint32]string{}, groups: map[uint32]string{}},
+		prev:   opts.Cache,
+		next:   NewCache(r.Config().ID),
+		jobs:   make(chan fileJob, 4*opts.Workers),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	if b.prev != nil && b.prev.Repository != r.Config().ID {
+		b.prev = nil
+	}
+
+	var workers sync.WaitGroup
+	for range opts.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			b.worker()
+		}()
+	}
+	root := b.walkRoot(paths)
+	close(b.jobs)
+	<-root.done
+	workers.Wait()
+	b.dirs.Wait()
+	if root.err == nil {
+		root.err = context.Cause(ctx)
+	}
+	if root.err != nil {
+		w.Abort()
+		return nil, root.err
+	}
+
+	m := &repo.Manifest{
+		Time: opts.Time.UTC(),
+		Tags: opts.Tags,
+		Set:  opts.Set,
+		Tree: *root.node.Subtree,
+		Stats: repo.Stats{
+			Files: b.stats.files.Load(),
+			Dirs:  b.stats.dirs.Load(),
+			Bytes: b.stats.bytes.Load(),
+		},
+	}
+	body := &repo.ManifestBody{Excludes: opts.Excludes}
+	for _, p := range paths {
+		body.Paths = append(body.Paths, []byte(p))
+	}
+	snap, err := w.Commit(ctx, m, body, opts.HeadSeq, opts.HeadID)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Snapshot: snap, Cache: b.next, Warnings: int(b.warnings.Load())}, nil
+}
+
+// fail stops the backup with err.
+func (b *backuper) fail(err error) { b.cancel(err) }
+
+func (b *backuper) warn(path string, err error) {
+	b.warnings.Add(1)
+	if b.opts.Warn != nil {
+		b.opts.Warn(path, err)
+	}
+	if b.opts.Strict {
+		b.fail(fmt.Errorf("backup: %s: %w: %v", path, ErrStrict, err))
+	}
+}
+
+// vdir is a directory of the virtual tree that leads from "/" to the
+// backup paths: its children are either further virtual directories or
+// backup paths (real entries, walked in full).
+type vdir struct {
+	children map[string]*vdir
+	real     bool // this path itself was given: walk it in full
+}
+
+func (b *backuper) walkRoot(paths []string) *future {
+	top := &vdir{children: map[string]*vdir{}}
+	for _, p := range paths {
+		cur := top
+		if p == "/" {
+			cur.real = true
+			continue
+		}
+		for _, elem := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+			next, ok := cur.children[elem]
+			if !ok {
+				next = &vdir{children: map[string]*vdir{}}
+				cur.children[elem] = next
+			}
+			cur = next
+		}
+		cur.real = true
+	}
+	return b.walkVirtual("/", "", top)
+}
+
+// walkVirtual builds the node of a directory on the way to the backup paths.
+func (b *backuper) walkVirtual(abs, name string, v *vdir) *future {
+	if v.real {
+		fi, err := os.Lstat(abs)
+		if err != nil {
+			return resolved(nil, fmt.Errorf("backup: %w", err))
+		}
+		return b.entry(abs, name, fi)
+	}
+	fi, err := os.Lstat(abs)
+	if err != nil {
+		return resolved(nil, fmt.Errorf("backup: %w", err))
+	}
+	elems := make([]string, 0, len(v.children))
+	for e := range v.children {
+		elems = append(elems, e)
+	}
+	sort.Strings(elems)
+	var kids []*future
+	for _, e := range elems {
+		kids = append(kids, b.walkVirtual(filepath.Join(abs, e), e, v.children[e]))
+	}
+	return b.finishDir(abs, name, statOf(fi), kids)
+}
+
+// entry returns the future node of one real entry.
+func (b *backuper) entry(abs, name string, fi fs.FileInfo) *future {
+	if b.ctx.Err() != nil {
+		return resolved(nil, context.Cause(b.ctx))
+	}
+	st := statOf(fi)
+	switch {
+	case st.mode.IsRegular():
+		f := newFuture()
+		select {
+		case b.jobs <- fileJob{abs: abs, name: name, st: st, f: f}:
+		case <-b.ctx.Done():
+			return resolved(nil, context.Cause(b.ctx))
+		}
+		return f
+	case st.mode.IsDir():
+		return b.walkDir(abs, name, st)
+	case st.mode&fs.ModeSymlink != 0:
+		target, err := os.Readlink(abs)
+		if err != nil {
+			b.warn(abs, err)
+			return resolved(nil, nil)
+		}
+		n := b.baseNode(name, st)
+		n.LinkTarget = []byte(target)
+		return resolved(&n, nil)
+	default: // FIFO, socket, device: recorded, never opened
+		n := b.baseNode(name, st)
+		return resolved(&n, nil)
+	}
+}
+
+func (b *backuper) walkDir(abs, name string, st stat) *future {
+	ents, err := os.ReadDir(abs)
+	if err != nil {
+		b.warn(abs, err)
+		if ents == nil {
+			return resolved(nil, nil)
+		}
+	}
+	var kids []*future
+	for _, de := range ents {
+		child := filepath.Join(abs, de.Name())
+		if b.excl.Excluded(child) {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				b.warn(child, err)
+			}
+			continue
+		}
+		kids = append(kids, b.entry(child, de.Name(), fi))
+	}
+	return b.finishDir(abs, name, st, kids)
+}
+
+// finishDir returns the future node of a directory whose entries are kids;
+// a goroutine waits for them and stores the tree.
+func (b *backuper) finishDir(abs, name string, st stat, kids []*future) *future {
+	f := newFuture()
+	b.dirs.Add(1)
+	go func() {
+		defer b.dirs.Done()
+		tree := &repo.Tree{}
+		for _, k := range kids {
+			<-k.done
+			if k.err != nil {
+				f.resolve(nil, k.err)
+				return
+			}
+			if k.node != nil {
+				tree.Nodes = append(tree.Nodes, *k.node)
+			}
+		}
+		data, err := repo.EncodeTree(tree)
+		if err != nil {
+			f.resolve(nil, fmt.Errorf("backup: %s: %w", abs, err))
+			return
+		}
+		id, err := b.w.SaveBlob(b.ctx, repo.TreeBlob, data)
+		if err != nil {
+			b.fail(err)
+			f.resolve(nil, err)
+			return
+		}
+		n := b.baseNode(name, st)
+		n.Type = repo.NodeDir
+		n.Subtree = &id
+		b.stats.dirs.Add(1)
+		b.progress.Dirs.Add(1)
+		f.resolve(&n, nil)
+	}()
+	return f
+}
+
+func (b *backuper) worker() {
+	var ch *chunk.Chunker
+	for job := range b.jobs {
+		if b.ctx.Err() != nil {
+			job.f.resolve(nil, context.Cause(b.ctx))
+			continue
+		}
+		if ch == nil {
+			var err error
+			ch, err = chunk.New(b.r.Config().Chunker, b.w.Secrets().ChunkerKey(), nil)
+			if err != nil {
+				b.fail(err)
+				job.f.resolve(nil, err)
+				continue
+			}
+		}
+		n, err := b.saveFile(job, ch)
+		if err != nil {
+			b.fail(err)
+		}
+		job.f.resolve(n, err)
+	}
+}

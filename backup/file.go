@@ -1,0 +1,162 @@
+package backup
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"vaultbak/chunk"
+	"vaultbak/crypt"
+	"vaultbak/repo"
+)
+
+// maxAttempts is how often a file that changes while it is read is read.
+const maxAttempts = 3
+
+// errChanged reports a file that changed while it was read.
+var errChanged = errors.New("file changed while it was read")
+
+// saveFile stores one regular file and returns its node. It returns (nil,
+// nil) for a file left out with a warning, and an error only when the
+// backup cannot go on.
+func (b *backuper) saveFile(job fileJob, ch *chunk.Chunker) (*repo.Node, error) {
+	n := b.baseNode(job.name, job.st)
+	n.Size = uint64(job.st.size)
+	if job.st.nlink > 1 {
+		n.Links, n.Inode, n.DevID = job.st.nlink, job.st.ino, job.st.dev
+	}
+	n.Sparse = job.st.blocks*512 < job.st.size
+
+	if e, ok := b.unchanged(job); ok {
+		n.Content, n.Hash = e.Content, &e.Hash
+		b.remember(job.abs, job.st, e.Content, e.Hash)
+		b.done(job.st.size, false)
+		b.progress.Skipped.Add(1)
+		return &n, nil
+	}
+
+	for attempt := 1; ; attempt++ {
+		content, hash, st, err := b.readFile(job, ch)
+		switch {
+		case err == nil:
+			n.Content, n.Hash = content, &hash
+			n.Size, n.MTime, n.Mode = uint64(st.size), st.mtime, st.perm
+			b.remember(job.abs, st, content, hash)
+			b.done(st.size, true)
+			return &n, nil
+		case errors.Is(err, errChanged) && attempt < maxAttempts:
+			continue
+		case errors.Is(err, errChanged):
+			// Store what the last read saw, marked by the warning: never
+			// silently torn.
+			b.warn(job.abs, fmt.Errorf("%w %d times; stored the last read", err, maxAttempts))
+			n.Content, n.Hash = content, &hash
+			n.Size, n.MTime = uint64(st.size), st.mtime
+			b.done(st.size, true)
+			return &n, nil
+		case isRepoErr(err):
+			return nil, err
+		default:
+			b.warn(job.abs, err)
+			return nil, nil
+		}
+	}
+}
+
+// repoError marks an error from the repository writer (fatal), as opposed
+// to one from reading the source file (a warning).
+type repoError struct{ err error }
+
+func (e *repoError) Error() string { return e.err.Error() }
+func (e *repoError) Unwrap() error { return e.err }
+
+func isRepoErr(err error) bool {
+	var re *repoError
+	return errors.As(err, &re)
+}
+
+// readFile reads and stores the content of job's file and returns its chunk
+// IDs, its keyed content hash and its metadata after the read. It returns
+// errChanged (with the data read) when the file changed during the read.
+func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.ID, stat, error) {
+	f, err := os.OpenFile(job.abs, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, crypt.ID{}, stat{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, crypt.ID{}, stat{}, err
+	}
+	before := statOf(fi)
+	if !before.mode.IsRegular() || before.ino != job.st.ino {
+		return nil, crypt.ID{}, stat{}, fmt.Errorf("replaced by another file while backing up")
+	}
+	h := b.w.Secrets().ContentKey().New()
+	var content []crypt.ID
+	ch.Reset(f)
+	var size int64
+	for {
+		data, err := ch.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, crypt.ID{}, stat{}, err
+		}
+		h.Write(data)
+		id := b.w.Secrets().BlobID(data)
+		if err := b.w.SaveBlobID(b.ctx, repo.DataBlob, id, data); err != nil {
+			return nil, crypt.ID{}, stat{}, &repoError{err}
+		}
+		content = append(content, id)
+		size += int64(len(data))
+		b.progress.ReadBytes.Add(uint64(len(data)))
+	}
+	var sum crypt.ID
+	h.Sum(sum[:0])
+	fi, err = f.Stat()
+	if err != nil {
+		return nil, crypt.ID{}, stat{}, err
+	}
+	after := statOf(fi)
+	if after.size != size || after.mtime != before.mtime || after.ctime != before.ctime {
+		after.size = size
+		return content, sum, after, errChanged
+	}
+	return content, sum, after, nil
+}
+
+// unchanged returns the previous snapshot's entry for a file whose metadata
+// match and whose chunks are all still in the repository.
+func (b *backuper) unchanged(job fileJob) (CacheEntry, bool) {
+	if b.prev == nil {
+		return CacheEntry{}, false
+	}
+	e, ok := b.prev.Files[job.abs]
+	if !ok || e.Size != job.st.size || e.MTime != job.st.mtime || e.CTime != job.st.ctime || e.Inode != job.st.ino || e.Dev != job.st.dev {
+		return CacheEntry{}, false
+	}
+	for _, id := range e.Content {
+		if !b.w.Known(id) {
+			return CacheEntry{}, false
+		}
+	}
+	return e, true
+}
+
+func (b *backuper) remember(abs string, st stat, content []crypt.ID, hash crypt.ID) {
+	b.nextMu.Lock()
+	b.next.Files[abs] = CacheEntry{Size: st.size, MTime: st.mtime, CTime: st.ctime, Inode: st.ino, Dev: st.dev, Content: content, Hash: hash}
+	b.nextMu.Unlock()
+}
+
+func (b *backuper) done(size int64, read bool) {
+	b.stats.files.Add(1)
+	b.stats.bytes.Add(uint64(size))
+	b.progress.Files.Add(1)
+	b.progress.Bytes.Add(uint64(size))
+	_ = read
+}

@@ -1,0 +1,107 @@
+package backup
+
+import (
+	"io/fs"
+	"os/user"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"vaultbak/repo"
+)
+
+// stat is what backup needs from lstat(2).
+type stat struct {
+	mode         fs.FileMode
+	perm         uint32 // permission + setuid/setgid/sticky, Unix layout
+	uid, gid     uint32
+	size         int64
+	blocks       int64
+	mtime, ctime int64 // ns
+	ino, dev     uint64
+	nlink        uint64
+	rdev         uint64
+}
+
+func statOf(fi fs.FileInfo) stat {
+	st := stat{mode: fi.Mode(), size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.perm = sys.Mode & 0o7777
+		st.uid, st.gid = sys.Uid, sys.Gid
+		st.blocks = sys.Blocks
+		st.ctime = sys.Ctim.Sec*1e9 + sys.Ctim.Nsec
+		st.ino, st.dev = sys.Ino, uint64(sys.Dev)
+		st.nlink = uint64(sys.Nlink)
+		st.rdev = uint64(sys.Rdev)
+	} else {
+		st.perm = uint32(fi.Mode().Perm())
+	}
+	return st
+}
+
+// names caches uid and gid lookups.
+type names struct {
+	mu     sync.Mutex
+	users  map[uint32]string
+	groups map[uint32]string
+}
+
+func (n *names) user(uid uint32) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s, ok := n.users[uid]; ok {
+		return s
+	}
+	s := ""
+	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
+		s = u.Username
+	}
+	n.users[uid] = s
+	return s
+}
+
+func (n *names) group(gid uint32) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s, ok := n.groups[gid]; ok {
+		return s
+	}
+	s := ""
+	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10)); err == nil {
+		s = g.Name
+	}
+	n.groups[gid] = s
+	return s
+}
+
+// baseNode fills the metadata common to every node type.
+func (b *backuper) baseNode(name string, st stat) repo.Node {
+	n := repo.Node{
+		Name:  []byte(name),
+		Mode:  st.perm,
+		UID:   st.uid,
+		GID:   st.gid,
+		User:  b.names.user(st.uid),
+		Group: b.names.group(st.gid),
+		MTime: st.mtime,
+	}
+	switch {
+	case st.mode.IsRegular():
+		n.Type = repo.NodeFile
+	case st.mode.IsDir():
+		n.Type = repo.NodeDir
+	case st.mode&fs.ModeSymlink != 0:
+		n.Type = repo.NodeSymlink
+	case st.mode&fs.ModeNamedPipe != 0:
+		n.Type = repo.NodeFIFO
+	case st.mode&fs.ModeSocket != 0:
+		n.Type = repo.NodeSocket
+	case st.mode&fs.ModeCharDevice != 0:
+		n.Type = repo.NodeChar
+		n.Rdev = st.rdev
+	case st.mode&fs.ModeDevice != 0:
+		n.Type = repo.NodeBlock
+		n.Rdev = st.rdev
+	}
+	return n
+}
