@@ -1,0 +1,435 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"vaultbak/crypt"
+	"vaultbak/repo"
+)
+
+// Options configure a restore.
+type Options struct {
+	Target   string   // directory to restore into; created when missing
+	Includes []string // absolute snapshot paths to restore (and what is below them); empty: all
+	Workers  int      // files restored concurrently; 0: 2
+	// Warn is told about entries that could not be restored exactly
+	// (ownership without privileges, sockets); nil ignores them.
+	Warn func(path string, err error)
+}
+
+// Progress counts work done; read with Load.
+type Progress struct {
+	Files atomic.Uint64
+	Dirs  atomic.Uint64
+	Bytes atomic.Uint64
+}
+
+// Result sums up a restore.
+type Result struct {
+	Files, Dirs, Others uint64
+	Bytes               uint64
+	Warnings            int
+}
+
+type restorer struct {
+	r        *repo.Repository
+	opts     Options
+	target   string
+	progress *Progress
+	res      Result
+	warnings atomic.Int64
+	root     bool // running as root: restore owners and devices
+	content  *crypt.Key
+
+	links   map[[2]uint64]*linkState // hard link groups by (dev, inode)
+	linksMu sync.Mutex
+}
+
+type linkState struct {
+	done chan struct{}
+	path string // final path of the first restored link; "" if it failed
+}
+
+type fileJob struct {
+	dst  string // final path
+	node *repo.Node
+	link *linkState // non-nil: this job creates the group's first link
+}
+
+// Run restores snapshot snap into opts.Target. progress may be nil.
+func Run(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, opts Options, progress *Progress) (*Result, error) {
+	if !r.CanRead() {
+		return nil, repo.ErrNeedRecovery
+	}
+	if opts.Target == "" {
+		return nil, errors.New("restore: no target directory")
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	if progress == nil {
+		progress = &Progress{}
+	}
+	target, err := filepath.Abs(opts.Target)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return nil, fmt.Errorf("restore: target: %w", err)
+	}
+	var includes []string
+	for _, inc := range opts.Includes {
+		includes = append(includes, path.Clean("/"+inc))
+	}
+	rs := &restorer{
+		r: r, opts: opts, target: target, progress: progress,
+		root:    os.Geteuid() == 0,
+		content: r.Secrets().ContentKey(),
+		links:   map[[2]uint64]*linkState{},
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan fileJob, 4*opts.Workers)
+	var wg sync.WaitGroup
+	for range opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for job := range jobs {
+				if ctx.Err() != nil {
+					rs.finishLink(job.link, "")
+					continue
+				}
+				if err := rs.restoreFile(ctx, job); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+
+	var dirs []dirMeta
+	walkErr := Walk(ctx, r, snap.Tree, func(p string, n *repo.Node) error {
+		if !selected(p, n, includes) {
+			return SkipDir
+		}
+		dst := filepath.Join(target, filepath.FromSlash(p))
+		switch n.Type {
+		case repo.NodeDir:
+			if err := rs.mkdir(dst); err != nil {
+				return err
+			}
+			dirs = append(dirs, dirMeta{dst, n})
+			rs.res.Dirs++
+			progress.Dirs.Add(1)
+			return nil
+		case repo.NodeFile:
+			job := fileJob{dst: dst, node: n}
+			if n.Links > 1 {
+				first, ls := rs.linkGroup(n)
+				if !first {
+					// Restored once the group's first file is in place.
+					<-ls.done
+					if ls.path != "" {
+						return rs.hardlink(ls.path, dst, p)
+					}
+				} else {
+					job.link = ls
+				}
+			}
+			select {
+			case jobs <- job:
+			case <-ctx.Done():
+				rs.finishLink(job.link, "")
+				return context.Cause(ctx)
+			}
+			return nil
+		default:
+			rs.res.Others++
+			return rs.restoreSpecial(dst, p, n)
+		}
+	})
+	close(jobs)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	if walkErr != nil {
+		return nil, walkErr
+	}
+	// Deepest first, so a read-only or re-timed directory is final last.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := rs.setMeta(dirs[i].path, dirs[i].node, false); err != nil {
+			return nil, err
+		}
+	}
+	rs.res.Files = progress.Files.Load()
+	rs.res.Bytes = progress.Bytes.Load()
+	rs.res.Warnings = int(rs.warnings.Load())
+	return &rs.res, nil
+}
+
+type dirMeta struct {
+	path string
+	node *repo.Node
+}
+
+// selected reports whether the entry at snapshot path p is restored (or, for
+// a directory, descended into) given the include list.
+func selected(p string, n *repo.Node, includes []string) bool {
+	if len(includes) == 0 {
+		return true
+	}
+	for _, inc := range includes {
+		if p == inc || strings.HasPrefix(p, inc+"/") || inc == "/" {
+			return true
+		}
+		if n.Type == repo.NodeDir && strings.HasPrefix(inc, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func (rs *restorer) warn(p string, err error) {
+	rs.warnings.Add(1)
+	if rs.opts.Warn != nil {
+		rs.opts.Warn(p, err)
+	}
+}
+
+// mkdir creates dst as a directory, accepting an existing real directory
+// but never a symlink or anything else in its place.
+func (rs *restorer) mkdir(dst string) error {
+	err := os.Mkdir(dst, 0o700)
+	if err == nil {
+		return nil
+	}
+	fi, lerr := os.Lstat(dst)
+	if lerr == nil && fi.IsDir() {
+		return nil
+	}
+	if lerr == nil {
+		return fmt.Errorf("restore: %s exists and is not a directory (%s); refusing to follow or replace it", dst, fi.Mode().Type())
+	}
+	return fmt.Errorf("restore: %w", err)
+}
+
+func (rs *restorer) linkGroup(n *repo.Node) (first bool, ls *linkState) {
+	key := [2]uint64{n.DevID, n.Inode}
+	rs.linksMu.Lock()
+	defer rs.linksMu.Unlock()
+	if ls, ok := rs.links[key]; ok {
+		return false, ls
+	}
+	ls = &linkState{done: make(chan struct{})}
+	rs.links[key] = ls
+	return true, ls
+}
+
+func (rs *restorer) finishLink(ls *linkState, final string) {
+	if ls != nil {
+		ls.path = final
+		close(ls.done)
+	}
+}
+
+func (rs *restorer) hardlink(existing, dst, p string) error {
+	tmp := tempName(dst)
+	if err := os.Link(existing, tmp); err != nil {
+		return fmt.Errorf("restore: hard link %s: %w", p, err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("restore: %s: %w", p, err)
+	}
+	rs.progress.Files.Add(1)
+	return nil
+}
+
+func tempName(dst string) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return filepath.Join(filepath.Dir(dst), ".vaultbak-restore-"+hex.EncodeToString(b[:]))
+}
+
+// restoreFile writes one file under a temporary name, verifies it and
+// renames it into place.
+func (rs *restorer) restoreFile(ctx context.Context, job fileJob) (err error) {
+	final := ""
+	defer func() { rs.finishLink(job.link, final) }()
+	n := job.node
+	tmp := tempName(job.dst)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("restore: %s: %w", job.dst, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	h := rs.content.New()
+	var off int64
+	var buf []byte
+	for _, id := range n.Content {
+		data, err := rs.r.LoadBlob(ctx, id, buf)
+		if err != nil {
+			return fmt.Errorf("restore: %s: %w", job.dst, err)
+		}
+		h.Write(data)
+		if n.Sparse && allZero(data) {
+			off += int64(len(data))
+		} else {
+			if _, err := f.WriteAt(data, off); err != nil {
+				return fmt.Errorf("restore: write %s: %w", job.dst, err)
+			}
+			off += int64(len(data))
+		}
+		rs.progress.Bytes.Add(uint64(len(data)))
+		buf = data
+	}
+	if err := f.Truncate(off); err != nil {
+		return fmt.Errorf("restore: write %s: %w", job.dst, err)
+	}
+	var sum crypt.ID
+	h.Sum(sum[:0])
+	if uint64(off) != n.Size || (n.Hash != nil && sum != *n.Hash) {
+		return &repo.IntegrityError{Object: job.dst, Reason: fmt.Sprintf("restored content does not match the snapshot (size %d, want %d)", off, n.Size)}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("restore: write %s: %w", job.dst, err)
+	}
+	ok = true
+	if err := rs.setMeta(tmp, n, false); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, job.dst); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("restore: %s: %w", job.dst, err)
+	}
+	final = job.dst
+	rs.progress.Files.Add(1)
+	return nil
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	return bytes.Count(b, []byte{0}) == len(b)
+}
+
+// restoreSpecial creates a symlink, FIFO or device node.
+func (rs *restorer) restoreSpecial(dst, p string, n *repo.Node) error {
+	tmp := tempName(dst)
+	var err error
+	switch n.Type {
+	case repo.NodeSymlink:
+		err = os.Symlink(string(n.LinkTarget), tmp)
+	case repo.NodeFIFO:
+		err = unix.Mkfifo(tmp, 0o600)
+	case repo.NodeChar, repo.NodeBlock:
+		if !rs.root {
+			rs.warn(p, errors.New("device node not restored: needs root"))
+			return nil
+		}
+		mode := uint32(unix.S_IFCHR)
+		if n.Type == repo.NodeBlock {
+			mode = unix.S_IFBLK
+		}
+		err = unix.Mknod(tmp, mode|0o600, int(n.Rdev))
+	case repo.NodeSocket:
+		// A socket belongs to the process that listened on it; there is
+		// nothing to restore but its name, which the listing keeps.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("restore: %s: %w", dst, err)
+	}
+	if err := rs.setMeta(tmp, n, n.Type == repo.NodeSymlink); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("restore: %s: %w", dst, err)
+	}
+	return nil
+}
+
+// setMeta restores owner (as root), mode and modification time.
+func (rs *restorer) setMeta(p string, n *repo.Node, symlink bool) error {
+	if rs.root {
+		if err := os.Lchown(p, int(n.UID), int(n.GID)); err != nil {
+			return fmt.Errorf("restore: chown %s: %w", p, err)
+		}
+	}
+	if !symlink {
+		if err := unix.Chmod(p, n.Mode&0o7777); err != nil {
+			return fmt.Errorf("restore: chmod %s: %w", p, err)
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(n.MTime), unix.NsecToTimespec(n.MTime)}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("restore: set times of %s: %w", p, err)
+	}
+	return nil
+}
+
+// Dump writes the content of the file at snapshot path p to w, verifying
+// every chunk before it is written and the whole content at the end; a
+// failed verification is an error after which w holds a prefix.
+func Dump(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, p string, w io.Writer) error {
+	if !r.CanRead() {
+		return repo.ErrNeedRecovery
+	}
+	n, err := Find(ctx, r, snap.Tree, p)
+	if err != nil {
+		return fmt.Errorf("restore: %s: %w", p, err)
+	}
+	if n.Type != repo.NodeFile {
+		return fmt.Errorf("restore: %s is a %s, not a file", p, n.Type)
+	}
+	h := r.Secrets().ContentKey().New()
+	var size uint64
+	var buf []byte
+	for _, id := range n.Content {
+		data, err := r.LoadBlob(ctx, id, buf)
+		if err != nil {
+			return fmt.Errorf("restore: %s: %w", p, err)
+		}
+		h.Write(data)
+		if _, err := w.Write(data); err != nil {
+			return fmt.Errorf("restore: write %s: %w", p, err)
+		}
+		size += uint64(len(data))
+		buf = data
+	}
+	var sum crypt.ID
+	h.Sum(sum[:0])
+	if size != n.Size || (n.Hash != nil && sum != *n.Hash) {
+		return &repo.IntegrityError{Object: p, Reason: "content does not match the snapshot"}
+	}
+	return nil
+}
