@@ -85,7 +85,7 @@ func encodeConfig(c *Config, s *Secrets) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repo: encode config: %w", err)
 	}
-	return json.MarshalIndent(configFile{Format: configFormat, Config: raw, MAC: configMAC(s, raw)}, "", "  ")
+	return json.Marshal(configFile{Format: configFormat, Config: raw, MAC: configMAC(s, raw)})
 }
 
 // decodeConfig parses a stored config. It does not check the MAC, which

@@ -100,6 +100,15 @@ func (f Filter) Match(s *Snapshot) bool {
 // ErrSnapshotNotFound is returned by FindSnapshot when nothing matches.
 var ErrSnapshotNotFound = errors.New("no such snapshot")
 
+// ErrSnapshotRef is wrapped by every error of FindSnapshot and Pick about
+// the reference itself (not found, ambiguous, too short).
+var ErrSnapshotRef = errors.New("bad snapshot reference")
+
+type refError struct{ err error }
+
+func (e *refError) Error() string { return e.err.Error() }
+func (e *refError) Unwrap() []error { return []error{e.err, ErrSnapshotRef} }
+
 // FindSnapshot resolves "latest" or a unique ID prefix to a snapshot,
 // honouring f (and f.At for "latest").
 func (r *Repository) FindSnapshot(ctx context.Context, ref string, f Filter) (*Snapshot, error) {
@@ -124,14 +133,14 @@ func Pick(snaps []*Snapshot, ref string, f Filter) (*Snapshot, error) {
 		}
 		if best == nil {
 			if !f.At.IsZero() {
-				return nil, fmt.Errorf("%w at or before %s", ErrSnapshotNotFound, f.At.Format(time.RFC3339))
+				return nil, &refError{fmt.Errorf("%w at or before %s", ErrSnapshotNotFound, f.At.Format(time.RFC3339))}
 			}
-			return nil, ErrSnapshotNotFound
+			return nil, &refError{ErrSnapshotNotFound}
 		}
 		return best, nil
 	}
 	if len(ref) < 4 {
-		return nil, fmt.Errorf("snapshot ID prefix %q is too short (give at least 4 hex digits)", ref)
+		return nil, &refError{fmt.Errorf("snapshot ID prefix %q is too short (give at least 4 hex digits)", ref)}
 	}
 	var found []*Snapshot
 	for _, s := range snaps {
@@ -141,11 +150,11 @@ func Pick(snaps []*Snapshot, ref string, f Filter) (*Snapshot, error) {
 	}
 	switch len(found) {
 	case 0:
-		return nil, fmt.Errorf("%w %q", ErrSnapshotNotFound, ref)
+		return nil, &refError{fmt.Errorf("%w %q", ErrSnapshotNotFound, ref)}
 	case 1:
 		return found[0], nil
 	}
-	return nil, fmt.Errorf("snapshot ID prefix %q is ambiguous (%d snapshots match)", ref, len(found))
+	return nil, &refError{fmt.Errorf("snapshot ID prefix %q is ambiguous (%d snapshots match)", ref, len(found))}
 }
 
 // Body opens a snapshot's sealed body; it needs the recovery identity.

@@ -34,9 +34,10 @@ type Writer struct {
 	r   *Repository
 	enc *zstd.Encoder
 
-	ctx    context.Context
+	ctx    context.Context // the writer's lifetime; canceled by Abort
 	cancel context.CancelCauseFunc
 	g      *errgroup.Group
+	gctx   context.Context // the uploaders'; canceled when one fails
 	packs  chan *packBuilder
 
 	mu      sync.Mutex
@@ -89,7 +90,7 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	ctx, cancel := context.WithCancelCause(ctx)
 	g, gctx := errgroup.WithContext(ctx)
 	w := &Writer{
-		r: r, enc: enc, ctx: gctx, cancel: cancel, g: g,
+		r: r, enc: enc, ctx: ctx, cancel: cancel, g: g, gctx: gctx,
 		packs:      make(chan *packBuilder),
 		cur:        &packBuilder{},
 		pending:    map[crypt.ID]struct{}{},
@@ -124,7 +125,7 @@ func (w *Writer) SaveBlob(ctx context.Context, t BlobType, data []byte) (crypt.I
 
 // SaveBlobID is SaveBlob for a caller that computed id already.
 func (w *Writer) SaveBlobID(ctx context.Context, t BlobType, id crypt.ID, data []byte) error {
-	if err := w.ctx.Err(); err != nil {
+	if err := w.gctx.Err(); err != nil {
 		return w.err()
 	}
 	if w.r.index.Has(id) {
@@ -181,13 +182,14 @@ func (w *Writer) send(ctx context.Context, p *packBuilder) error {
 	select {
 	case w.packs <- p:
 		return nil
-	case <-w.ctx.Done():
+	case <-w.gctx.Done():
 		return w.err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
+// err returns why the uploaders stopped.
 func (w *Writer) err() error {
 	if err := context.Cause(w.ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -195,19 +197,19 @@ func (w *Writer) err() error {
 	if err := w.g.Wait(); err != nil {
 		return err
 	}
-	return w.ctx.Err()
+	return w.gctx.Err()
 }
 
 func (w *Writer) uploader() error {
 	for {
 		select {
-		case <-w.ctx.Done():
-			return w.ctx.Err()
+		case <-w.gctx.Done():
+			return w.gctx.Err()
 		case p, ok := <-w.packs:
 			if !ok {
 				return nil
 			}
-			if err := w.upload(p); err != nil {
+			if err := w.upload(w.gctx, p); err != nil {
 				return err
 			}
 		}
@@ -215,14 +217,14 @@ func (w *Writer) uploader() error {
 }
 
 // upload seals one pack, puts it to every region and records its entries.
-func (w *Writer) upload(p *packBuilder) error {
+func (w *Writer) upload(ctx context.Context, p *packBuilder) error {
 	sealed, err := crypt.Seal(p.finish(), w.r.recovery)
 	if err != nil {
 		return err
 	}
 	hash := objectHash(sealed)
 	name := PackName(hash)
-	if err := putAll(w.ctx, w.r.regions, name, sealed); err != nil {
+	if err := putAll(ctx, w.r.regions, name, sealed); err != nil {
 		return fmt.Errorf("repo: upload pack: %w", err)
 	}
 	w.addedBytes.Add(uint64(len(sealed)))
@@ -235,20 +237,20 @@ func (w *Writer) upload(p *packBuilder) error {
 	}
 	w.doneMu.Unlock()
 	if flush != nil {
-		return w.writeIndex(flush)
+		return w.writeIndex(ctx, flush)
 	}
 	return nil
 }
 
 // writeIndex writes one index file describing packs (already durable in
 // every region) to every region, then adds them to the in-memory index.
-func (w *Writer) writeIndex(packs []indexPack) error {
+func (w *Writer) writeIndex(ctx context.Context, packs []indexPack) error {
 	sealed, err := crypt.Seal(encodeIndex(packs), w.indexRecip)
 	if err != nil {
 		return err
 	}
 	name := indexName(objectHash(sealed))
-	if err := putAll(w.ctx, w.r.regions, name, sealed); err != nil {
+	if err := putAll(ctx, w.r.regions, name, sealed); err != nil {
 		return fmt.Errorf("repo: write index: %w", err)
 	}
 	w.doneMu.Lock()
@@ -288,7 +290,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 	w.done = nil
 	w.doneMu.Unlock()
 	if len(rest) > 0 {
-		return w.writeIndex(rest)
+		return w.writeIndex(ctx, rest)
 	}
 	return nil
 }

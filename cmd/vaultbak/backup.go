@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"vaultbak/backup"
+	"vaultbak/repo"
+)
+
+type backupFlags struct {
+	tags, excludes []string
+	set            string
+	strict         bool
+	stdin          bool
+	stdinName      string
+}
+
+func newBackupCmd(g *globals) *cobra.Command {
+	var f backupFlags
+	cmd := &cobra.Command{
+		Use:   "backup PATH... [--tag T] [--exclude PATTERN] [--set NAME]",
+		Short: "Back up files and directories into a new snapshot",
+		Long: `Back up files and directories into a new snapshot, signed by this host.
+Needs only the host credential. Unchanged files are skipped by their
+metadata. An unreadable file is a warning (exit 3) unless --strict.
+
+Exclude patterns: a pattern without a slash matches an entry's name at any
+depth ("*.tmp"); one with a slash matches an absolute path and everything
+below it ("/home/*/.cache").`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBackup(cmd.Context(), g, args, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&f.tags, "tag", nil, "tag the snapshot (repeatable)")
+	fl.StringArrayVar(&f.excludes, "exclude", nil, "leave out matching paths (repeatable)")
+	fl.StringVar(&f.set, "set", "", "name of the backup set the snapshot belongs to")
+	fl.BoolVar(&f.strict, "strict", false, "fail instead of warning on an unreadable file")
+	fl.BoolVar(&f.stdin, "stdin", false, "back up standard input as one file named --stdin-filename")
+	fl.StringVar(&f.stdinName, "stdin-filename", "", "file name for a --stdin backup")
+	return cmd
+}
+
+func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags) error {
+	if f.stdin {
+		return runBackupStdin(ctx, g, paths, f)
+	}
+	if len(paths) == 0 {
+		return usagef("backup needs at least one PATH (or --stdin)")
+	}
+	s, err := g.open(ctx, needHost)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	r := s.repo
+	host := r.Host().Host
+
+	absPaths := make([]string, len(paths))
+	for i, p := range paths {
+		if absPaths[i], err = filepath.Abs(p); err != nil {
+			return usagef("%s: %v", p, err)
+		}
+	}
+	dir, err := stateDir(s.cfg, r.Config().ID, host)
+	if err != nil {
+		return err
+	}
+	head, headID, err := prepareChain(ctx, r, dir, host)
+	if err != nil {
+		return err
+	}
+	cachePath := cacheFile(dir, absPaths, f.set)
+	start := time.Now()
+	progress := &backup.Progress{}
+	stop := g.out.progress(func() string {
+		return fmt.Sprintf("backup: %d files, %s read, %s done, %s added", progress.Files.Load(), humanBytes(progress.ReadBytes.Load()), humanBytes(progress.Bytes.Load()), humanBytes(0))
+	})
+	res, err := backup.Run(ctx, r, backup.Options{
+		Paths:    absPaths,
+		Excludes: append(append([]string(nil), s.cfg.Excludes...), f.excludes...),
+		Tags:     f.tags,
+		Set:      f.set,
+		Cache:    readFileCache(cachePath),
+		Strict:   f.strict,
+		Warn:     g.out.warn,
+		HeadSeq:  head,
+		HeadID:   headID,
+	}, progress)
+	stop()
+	if err != nil {
+		return err
+	}
+	return finishBackup(g, dir, res, cachePath, progress, time.Since(start))
+}
+
+// prepareChain reads the snapshots and this host's high-water mark and
+// returns the chain head the new snapshot follows.
+func prepareChain(ctx context.Context, r *repo.Repository, dir, host string) (uint64, string, error) {
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return 0, "", err
+	}
+	hw, err := readHighWater(dir)
+	if err != nil {
+		return 0, "", err
+	}
+	return chainHead(snaps, host, hw)
+}
+
+func finishBackup(g *globals, dir string, res *backup.Result, cachePath string, progress *backup.Progress, took time.Duration) error {
+	snap := res.Snapshot
+	if err := writeHighWater(dir, highWater{Seq: snap.Seq, ID: snap.ID}); err != nil {
+		return fmt.Errorf("snapshot %s committed, but recording it locally failed: %w", repo.ShortID(snap.ID), err)
+	}
+	if res.Cache != nil && cachePath != "" {
+		if err := writeFileCache(cachePath, res.Cache); err != nil {
+			g.out.warn(cachePath, fmt.Errorf("file cache not saved (the next backup reads every file): %w", err))
+		}
+	}
+	st := snap.Stats
+	if g.json {
+		g.out.emit(map[string]any{
+			"type": "summary", "snapshot": snap.ID, "host": snap.Host, "time": snap.Time, "seq": snap.Seq,
+			"files": st.Files, "dirs": st.Dirs, "bytes": st.Bytes, "read_bytes": progress.ReadBytes.Load(),
+			"skipped_files": progress.Skipped.Load(), "added_bytes": st.AddedBytes, "new_blobs": st.NewBlobs,
+			"warnings": res.Warnings, "duration_seconds": took.Seconds(),
+		})
+	} else {
+		g.out.textf("snapshot %s saved: %d files, %d dirs, %s; %s added in %.1fs\n", repo.ShortID(snap.ID), st.Files, st.Dirs, humanBytes(st.Bytes), humanBytes(st.AddedBytes), took.Seconds())
+	}
+	if res.Warnings > 0 {
+		return &warningsError{fmt.Sprintf("snapshot %s saved with %d warning(s): see the lines above", repo.ShortID(snap.ID), res.Warnings)}
+	}
+	return nil
+}
+
+func runBackupStdin(ctx context.Context, g *globals, args []string, f backupFlags) error {
+	if len(args) > 0 {
+		return usagef("backup --stdin takes no PATH arguments")
+	}
+	if f.stdinName == "" {
+		return usagef("backup --stdin needs --stdin-filename NAME")
+	}
+	s, err := g.open(ctx, needHost)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	r := s.repo
+	host := r.Host().Host
+	dir, err := stateDir(s.cfg, r.Config().ID, host)
+	if err != nil {
+		return err
+	}
+	head, headID, err := prepareChain(ctx, r, dir, host)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	progress := &backup.Progress{}
+	stop := g.out.progress(func() string {
+		return fmt.Sprintf("backup: %s read from stdin", humanBytes(progress.ReadBytes.Load()))
+	})
+	res, err := backup.Stream(ctx, r, f.stdinName, os.Stdin, backup.Options{Tags: f.tags, Set: f.set, HeadSeq: head, HeadID: headID}, progress)
+	stop()
+	if err != nil {
+		return err
+	}
+	return finishBackup(g, dir, res, "", progress, time.Since(start))
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"vaultbak/chunk"
+	"vaultbak/crypt"
+	"vaultbak/repo"
+)
+
+func newInitCmd(g *globals) *cobra.Command {
+	var recipients, recipientFiles []string
+	var host, chunkSize string
+	cmd := &cobra.Command{
+		Use:   "init [--recovery-recipient R | --recovery-recipient-file F]...",
+		Short: "Create the repository in every region and this host's credential",
+		Long: `Create the repository in every configured region. Only the public recovery
+recipient is needed. init also creates this host's credential (a writer
+identity and a signing key, mode 0600) at --host-key, VAULTBAK_HOST_KEY,
+host_key in the config, or host.key beside the config file. With it this
+host can back up but never read a backup.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runInit(cmd.Context(), g, recipients, recipientFiles, host, chunkSize)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&recipients, "recovery-recipient", nil, "recovery recipient (age1pq1… or age1…), repeatable")
+	f.StringArrayVar(&recipientFiles, "recovery-recipient-file", nil, "file of recovery recipients, one per line, or an identity file whose public key to use")
+	f.StringVar(&host, "host", "", "this host's name in the repository (default: the hostname)")
+	f.StringVar(&chunkSize, "chunk-size", "1M", "average chunk size, a power of two (256K…8M); min and max are 1/4 and 4x")
+	return cmd
+}
+
+func runInit(ctx context.Context, g *globals, recipients, files []string, host, chunkSize string) error {
+	cfg, err := loadConfig(g)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		rs, err := readRecipientFile(f)
+		if err != nil {
+			return err
+		}
+		recipients = append(recipients, rs...)
+	}
+	if len(recipients) == 0 {
+		return withHint(usagef("init needs a recovery recipient"), "create one with 'vaultbak keygen --out recovery.key' and pass the printed age1… line with --recovery-recipient")
+	}
+	if _, _, err := crypt.ParseRecipients(recipients); err != nil {
+		return usagef("%v", err)
+	}
+	if host == "" {
+		if host, err = os.Hostname(); err != nil {
+			return usagef("no hostname; pass --host")
+		}
+	}
+	params, err := parseChunkSize(chunkSize)
+	if err != nil {
+		return err
+	}
+	hk := g.hostKeyFile(cfg)
+	if _, err := os.Stat(hk); err == nil {
+		return withHint(usagef("host credential %s already exists", hk), "a host credential belongs to one repository; pass another --host-key path")
+	}
+	regions, err := cfg.openRegions()
+	if err != nil {
+		return err
+	}
+	r, cred, err := repo.Init(ctx, regions, repo.InitOptions{Recovery: recipients, Host: host, Chunker: params, Now: time.Now()})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := crypt.WriteKeyFile(hk, cred.Marshal(time.Now())); err != nil {
+		return fmt.Errorf("repository created, but writing the host credential failed: %w", err)
+	}
+	if g.json {
+		names := make([]string, len(regions))
+		for i, reg := range regions {
+			names[i] = reg.Name
+		}
+		g.out.emit(map[string]any{"type": "summary", "repository": r.Config().ID, "regions": names, "host": host, "host_key": hk})
+		return nil
+	}
+	g.out.textf("created repository %s in %d region(s)\n", r.Config().ID, len(regions))
+	g.out.textf("host credential for %q written to %s (keep it 0600; it can back up, not restore)\n", host, hk)
+	return nil
+}
+
+// readRecipientFile reads recipients, one per line; an age identity file's
+// "# public key:" comments count as recipients too.
+func readRecipientFile(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("recovery recipient file: %v", err)
+	}
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if pk, ok := strings.CutPrefix(line, "# public key:"); ok {
+			out = append(out, strings.TrimSpace(pk))
+			continue
+		}
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "AGE-SECRET-KEY") {
+			continue
+		}
+		out = append(out, line)
+	}
+	if len(out) == 0 {
+		return nil, usagef("recovery recipient file %s holds no recipient", path)
+	}
+	return out, nil
+}
+
+func parseChunkSize(s string) (chunk.Params, error) {
+	n, err := parseSize(s)
+	if err != nil {
+		return chunk.Params{}, usagef("--chunk-size: %v", err)
+	}
+	p := chunk.DefaultParams()
+	p.Avg, p.Min, p.Max = int(n), int(n/4), int(n*4)
+	if err := p.Validate(); err != nil {
+		return chunk.Params{}, usagef("--chunk-size: %v", err)
+	}
+	return p, nil
+}
+
+// parseSize parses "512", "256K", "1M", "2G" (binary units).
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30} {
+		if strings.HasSuffix(s, suffix) && len(s) > len(suffix) {
+			if _, err := fmt.Sscan(s[:len(s)-len(suffix)], new(int64)); err == nil {
+				s, mult = s[:len(s)-len(suffix)], m
+				break
+			}
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"vaultbak/repo"
+	"vaultbak/restore"
+)
+
+func newLsCmd(g *globals) *cobra.Command {
+	var long bool
+	cmd := &cobra.Command{
+		Use:   "ls SNAPSHOT [PATH]",
+		Short: "List the files of a snapshot (needs the recovery identity)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p := "/"
+			if len(args) == 2 {
+				p = args[1]
+			}
+			return runLs(cmd.Context(), g, args[0], p, long)
+		},
+	}
+	cmd.Flags().BoolVarP(&long, "long", "l", false, "show type, mode, size and time")
+	return cmd
+}
+
+func runLs(ctx context.Context, g *globals, ref, under string, long bool) error {
+	s, err := g.open(ctx, needRecovery)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	snap, err := findSnapshot(ctx, s.repo, ref, repo.Filter{})
+	if err != nil {
+		return err
+	}
+	start, err := restore.Find(ctx, s.repo, snap.Tree, under)
+	if err != nil {
+		return usagef("snapshot %s: %s: %v", repo.ShortID(snap.ID), under, err)
+	}
+	count := 0
+	show := func(p string, n *repo.Node) error {
+		count++
+		if g.json {
+			m := map[string]any{"type": "node", "path": p, "node_type": n.Type, "mode": n.Mode, "size": n.Size, "mtime": time.Unix(0, n.MTime).UTC(), "uid": n.UID, "gid": n.GID}
+			if !utf8.ValidString(p) {
+				m["path_bytes"] = []byte(p)
+			}
+			if n.LinkTarget != nil {
+				m["link_target"] = string(n.LinkTarget)
+			}
+			g.out.emit(m)
+			return nil
+		}
+		if long {
+			g.out.textf("%s %10d %s %s\n", fs.FileMode(n.Mode&0o777)|typeBits(n.Type), n.Size, time.Unix(0, n.MTime).Local().Format("2006-01-02 15:04:05"), p)
+		} else {
+			g.out.textf("%s\n", p)
+		}
+		return nil
+	}
+	if start.Type != repo.NodeDir {
+		show(under, start)
+	} else if err := restore.Walk(ctx, s.repo, *start.Subtree, func(p string, n *repo.Node) error {
+		if under != "/" {
+			p = under + p
+		}
+		return show(p, n)
+	}); err != nil {
+		return err
+	}
+	if g.json {
+		g.out.emit(map[string]any{"type": "summary", "snapshot": snap.ID, "entries": count})
+	}
+	return nil
+}
+
+func typeBits(t string) fs.FileMode {
+	switch t {
+	case repo.NodeDir:
+		return fs.ModeDir
+	case repo.NodeSymlink:
+		return fs.ModeSymlink
+	case repo.NodeFIFO:
+		return fs.ModeNamedPipe
+	case repo.NodeSocket:
+		return fs.ModeSocket
+	case repo.NodeChar:
+		return fs.ModeDevice | fs.ModeCharDevice
+	case repo.NodeBlock:
+		return fs.ModeDevice
+	}
+	return 0
+}
+
+// findSnapshot resolves a SNAPSHOT argument with a clear error.
+func findSnapshot(ctx context.Context, r *repo.Repository, ref string, f repo.Filter) (*repo.Snapshot, error) {
+	snap, err := r.FindSnapshot(ctx, ref, f)
+	if errors.Is(err, repo.ErrSnapshotRef) {
+		return nil, withHint(usagef("%v", err), "list snapshots with 'vaultbak snapshots'")
+	}
+	return snap, err
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"filippo.io/age"
+
+	"vaultbak/crypt"
+	"vaultbak/repo"
+)
+
+// keyNeeds says which keys a command needs.
+type keyNeeds int
+
+const (
+	needNone     keyNeeds = iota // use what is given, nothing required
+	needHost                     // a host credential is required
+	needRecovery                 // the recovery identity is required
+)
+
+func (g *globals) identityFile() string {
+	if g.identityPath != "" {
+		return g.identityPath
+	}
+	return os.Getenv("VAULTBAK_IDENTITY")
+}
+
+// hostKeyFile returns the host credential path: flag, env, config, or
+// host.key beside the config file.
+func (g *globals) hostKeyFile(c *fileConfig) string {
+	switch {
+	case g.hostKeyPath != "":
+		return g.hostKeyPath
+	case os.Getenv("VAULTBAK_HOST_KEY") != "":
+		return os.Getenv("VAULTBAK_HOST_KEY")
+	case c != nil && c.HostKey != "":
+		return c.resolve(c.HostKey)
+	case c != nil:
+		return c.resolve("host.key")
+	}
+	return "host.key"
+}
+
+func loadIdentity(path string) ([]age.Identity, error) {
+	data, err := crypt.ReadKeyFile(path)
+	if err != nil {
+		return nil, withHint(usagef("recovery identity: %v", err), "pass the file written by 'vaultbak keygen' with --identity or VAULTBAK_IDENTITY")
+	}
+	ids, err := crypt.ParseIdentities(data)
+	if err != nil {
+		return nil, usagef("recovery identity %s: %v", path, err)
+	}
+	return ids, nil
+}
+
+func loadHostKey(path string) (*crypt.HostCredential, error) {
+	data, err := crypt.ReadKeyFile(path)
+	if err != nil {
+		return nil, withHint(usagef("host credential: %v", err), "pass the file 'vaultbak init' wrote with --host-key, VAULTBAK_HOST_KEY or host_key in the config")
+	}
+	c, err := crypt.ParseHostCredential(data)
+	if err != nil {
+		return nil, usagef("host credential %s: %v", path, err)
+	}
+	return c, nil
+}
+
+// session is an open repository and what the command needs around it.
+type session struct {
+	cfg  *fileConfig
+	repo *repo.Repository
+}
+
+func (s *session) Close() { s.repo.Close() }
+
+// open loads the config and the keys the command needs and opens the
+// repository.
+func (g *globals) open(ctx context.Context, need keyNeeds) (*session, error) {
+	cfg, err := loadConfig(g)
+	if err != nil {
+		return nil, err
+	}
+	var keys repo.Keys
+	if p := g.identityFile(); p != "" {
+		if keys.Recovery, err = loadIdentity(p); err != nil {
+			return nil, err
+		}
+	} else if need == needRecovery {
+		return nil, withHint(usagef("this command needs the recovery identity"), "pass it with --identity FILE or VAULTBAK_IDENTITY; a host credential can only write")
+	}
+	hk := g.hostKeyFile(cfg)
+	switch {
+	case need == needHost:
+		if keys.Host, err = loadHostKey(hk); err != nil {
+			return nil, err
+		}
+	case keys.Recovery == nil:
+		// Use the host credential when it is there, for what it can do.
+		if _, err := os.Stat(hk); err == nil {
+			if keys.Host, err = loadHostKey(hk); err != nil {
+				return nil, err
+			}
+		}
+	}
+	regions, err := cfg.openRegions()
+	if err != nil {
+		return nil, err
+	}
+	r, err := repo.Open(ctx, regions, keys)
+	if err != nil {
+		return nil, err
+	}
+	return &session{cfg: cfg, repo: r}, nil
+}
+
+// stateDir is where this host keeps its state for the repository: the
+// chain high-water mark and the file metadata cache.
+func stateDir(c *fileConfig, repoID, host string) (string, error) {
+	base := os.Getenv("VAULTBAK_CACHE_DIR")
+	if base == "" && c.CacheDir != "" {
+		base = c.resolve(c.CacheDir)
+	}
+	if base == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("no cache directory: %w (set cache_dir in the config)", err)
+		}
+		base = filepath.Join(d, "vaultbak")
+	}
+	dir := filepath.Join(base, repoID, host)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/google/renameio/v2"
+
+	"vaultbak/backup"
+	"vaultbak/repo"
+)
+
+// highWater is the newest manifest this host committed: a repository
+// whose chain for this host is older was rolled back.
+type highWater struct {
+	Seq uint64 `json:"seq"`
+	ID  string `json:"id"`
+}
+
+func readHighWater(dir string) (highWater, error) {
+	var hw highWater
+	data, err := os.ReadFile(filepath.Join(dir, "high-water.json"))
+	if isNotExist(err) {
+		return hw, nil
+	}
+	if err != nil {
+		return hw, err
+	}
+	if err := json.Unmarshal(data, &hw); err != nil {
+		return hw, fmt.Errorf("%s: %w", filepath.Join(dir, "high-water.json"), err)
+	}
+	return hw, nil
+}
+
+func writeHighWater(dir string, hw highWater) error {
+	data, _ := json.Marshal(hw)
+	return renameio.WriteFile(filepath.Join(dir, "high-water.json"), data, 0o600)
+}
+
+// chainHead returns where this host's chain continues, refusing a
+// repository whose newest manifest of this host is older than the one this
+// host remembers committing.
+func chainHead(snaps []*repo.Snapshot, host string, hw highWater) (uint64, string, error) {
+	seq, id := repo.ChainHead(snaps, host)
+	if seq < hw.Seq {
+		return 0, "", &repo.IntegrityError{Object: "host " + host, Reason: fmt.Sprintf("the repository's newest snapshot of this host is #%d, but this host committed #%d (%s): snapshots were removed or the repository was rolled back", seq, hw.Seq, repo.ShortID(hw.ID))}
+	}
+	if seq == hw.Seq && hw.ID != "" && id != hw.ID {
+		return 0, "", &repo.IntegrityError{Object: "host " + host, Reason: fmt.Sprintf("snapshot #%d of this host is %s in the repository, but this host committed %s", seq, repo.ShortID(id), repo.ShortID(hw.ID))}
+	}
+	return seq, id, nil
+}
+
+// cacheFile names the file metadata cache of one set of backup paths.
+func cacheFile(dir string, paths []string, set string) string {
+	sorted := append([]string(nil), paths...)
+	sort.Strings(sorted)
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00", set)
+	for _, p := range sorted {
+		fmt.Fprintf(h, "%s\x00", p)
+	}
+	return filepath.Join(dir, "files-"+hex.EncodeToString(h.Sum(nil))[:16]+".cache")
+}
+
+func readFileCache(path string) *backup.Cache {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	c, err := backup.ReadCache(bytes.NewReader(data))
+	if err != nil {
+		return nil // a damaged cache only costs a full read
+	}
+	return c
+}
+
+func writeFileCache(path string, c *backup.Cache) error {
+	var buf bytes.Buffer
+	if err := c.Encode(&buf); err != nil {
+		return err
+	}
+	return renameio.WriteFile(path, buf.Bytes(), 0o600)
+}
