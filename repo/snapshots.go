@@ -106,7 +106,7 @@ var ErrSnapshotRef = errors.New("bad snapshot reference")
 
 type refError struct{ err error }
 
-func (e *refError) Error() string { return e.err.Error() }
+func (e *refError) Error() string   { return e.err.Error() }
 func (e *refError) Unwrap() []error { return []error{e.err, ErrSnapshotRef} }
 
 // FindSnapshot resolves "latest" or a unique ID prefix to a snapshot,
