@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this): formatting,
+# vet, staticcheck, unit tests with the race detector, then the end-to-end
+# tests that drive the built binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="$(go env GOPATH)/bin:$PATH"
+
+echo "==> gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "not gofmt-formatted:"; echo "$unformatted"; exit 1
+fi
+
+echo "==> go vet"
+go vet ./...
+
+echo "==> staticcheck"
+if ! command -v staticcheck >/dev/null; then
+  go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+staticcheck ./...
+
+echo "==> unit tests (race detector)"
+go test -race -count=1 $(go list ./... | grep -v -e /e2e -e /bench)
+
+if [ -d e2e ]; then
+  echo "==> end-to-end tests (built binary)"
+  go test -count=1 -timeout 20m ./e2e/
+fi
