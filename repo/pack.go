@@ -126,18 +126,6 @@ func parsePackTrailer(tail []byte, size int64) ([]BlobEntry, error) {
 	return entries, nil
 }
 
-// trailerLen returns the length of the trailer from the last 12 bytes of a pack.
-func trailerLen(last []byte) (int64, error) {
-	if len(last) != 4+len(packMagic) || string(last[4:]) != packMagic {
-		return 0, fmt.Errorf("pack trailer: bad magic")
-	}
-	n := int64(binary.LittleEndian.Uint32(last))
-	if n%packEntrySize != 0 || n/packEntrySize > maxPackBlobs {
-		return 0, fmt.Errorf("pack trailer: bad length %d", n)
-	}
-	return n + 4 + int64(len(packMagic)), nil
-}
-
 // PackName returns the object name of the pack with the given hash.
 func PackName(h crypt.ID) string {
 	s := h.String()

@@ -221,6 +221,9 @@ func decodeBlob(stored []byte, flags uint8, rawLen uint32, buf []byte) ([]byte, 
 
 // LoadTree loads and decodes tree blob id.
 func (r *Repository) LoadTree(ctx context.Context, id crypt.ID) (*Tree, error) {
+	if loc, ok := r.index.Lookup(id); ok && (loc.Type != TreeBlob || loc.RawLen > maxTreeSize) {
+		return nil, &IntegrityError{Object: "tree " + id.String(), Reason: fmt.Sprintf("indexed as a %d-byte %s blob", loc.RawLen, loc.Type)}
+	}
 	data, err := r.LoadBlob(ctx, id, nil)
 	if err != nil {
 		return nil, err

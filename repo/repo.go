@@ -69,6 +69,9 @@ func Init(ctx context.Context, regions []*Region, opts InitOptions) (*Repository
 	if err != nil {
 		return nil, nil, fmt.Errorf("repo: %w", err)
 	}
+	if !validHostName(opts.Host) {
+		return nil, nil, fmt.Errorf("repo: invalid host name %q", opts.Host)
+	}
 	if opts.Chunker == (chunk.Params{}) {
 		opts.Chunker = chunk.DefaultParams()
 	}

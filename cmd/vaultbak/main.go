@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"strings"
@@ -100,10 +99,4 @@ func run(args []string) int {
 func isCobraUsage(err error) bool {
 	s := err.Error()
 	return strings.HasPrefix(s, "unknown command") || strings.Contains(s, "arg(s)") || strings.HasPrefix(s, "unknown flag") || strings.HasPrefix(s, "required flag")
-}
-
-func (g *globals) printf(format string, args ...any) {
-	if !g.quiet && !g.json {
-		fmt.Fprintf(os.Stdout, format, args...)
-	}
 }
