@@ -352,8 +352,10 @@ func (b *backuper) finishDir(abs, name string, st stat, kids []*future) *future 
 		n := b.baseNode(name, st)
 		n.Type = repo.NodeDir
 		n.Subtree = &id
-		b.stats.dirs.Add(1)
-		b.progress.Dirs.Add(1)
+		if abs != "/" || name != "" {
+			b.stats.dirs.Add(1)
+			b.progress.Dirs.Add(1)
+		}
 		f.resolve(&n, nil)
 	}()
 	return f

@@ -294,14 +294,14 @@ func (rs *restorer) restoreFile(ctx context.Context, job fileJob) (err error) {
 			return fmt.Errorf("restore: %s: %w", job.dst, err)
 		}
 		h.Write(data)
-		if n.Sparse && allZero(data) {
-			off += int64(len(data))
-		} else {
-			if _, err := f.WriteAt(data, off); err != nil {
-				return fmt.Errorf("restore: write %s: %w", job.dst, err)
-			}
-			off += int64(len(data))
+		write := f.WriteAt
+		if n.Sparse {
+			write = func(b []byte, at int64) (int, error) { return writeSparse(f, b, at) }
 		}
+		if _, err := write(data, off); err != nil {
+			return fmt.Errorf("restore: write %s: %w", job.dst, err)
+		}
+		off += int64(len(data))
 		rs.progress.Bytes.Add(uint64(len(data)))
 		buf = data
 	}
@@ -328,6 +328,30 @@ func (rs *restorer) restoreFile(ctx context.Context, job fileJob) (err error) {
 	final = job.dst
 	rs.progress.Files.Add(1)
 	return nil
+}
+
+// sparseBlock is the granularity at which restore leaves holes.
+const sparseBlock = 4096
+
+// writeSparse writes b at off, skipping all-zero blocks so that they stay
+// holes (the file is truncated to its full size at the end).
+func writeSparse(f *os.File, b []byte, off int64) (int, error) {
+	for start := 0; start < len(b); {
+		end := min(start+sparseBlock, len(b))
+		if allZero(b[start:end]) {
+			start = end
+			continue
+		}
+		// Extend the run over the following non-zero blocks.
+		for end < len(b) && !allZero(b[end:min(end+sparseBlock, len(b))]) {
+			end = min(end+sparseBlock, len(b))
+		}
+		if _, err := f.WriteAt(b[start:end], off+int64(start)); err != nil {
+			return start, err
+		}
+		start = end
+	}
+	return len(b), nil
 }
 
 func allZero(b []byte) bool {

@@ -80,7 +80,7 @@ func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags) e
 	start := time.Now()
 	progress := &backup.Progress{}
 	stop := g.out.progress(func() string {
-		return fmt.Sprintf("backup: %d files, %s read, %s done, %s added", progress.Files.Load(), humanBytes(progress.ReadBytes.Load()), humanBytes(progress.Bytes.Load()), humanBytes(0))
+		return fmt.Sprintf("backup: %d files, %s done, %s read", progress.Files.Load(), humanBytes(progress.Bytes.Load()), humanBytes(progress.ReadBytes.Load()))
 	})
 	res, err := backup.Run(ctx, r, backup.Options{
 		Paths:    absPaths,
