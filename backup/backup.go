@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -74,6 +75,9 @@ type backuper struct {
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	stats    struct{ files, dirs, bytes atomic.Uint64 }
+
+	saveSlots chan struct{} // chunks being compressed and packed
+	chunkBufs sync.Pool     // of *[]byte, chunk copies in flight
 }
 
 // future is the node of one entry, available once done is closed. A nil
@@ -148,6 +152,8 @@ func Run(ctx context.Context, r *repo.Repository, opts Options, progress *Progre
 		ctx:    ctx,
 		cancel: cancel,
 	}
+	b.saveSlots = make(chan struct{}, 2*runtime.GOMAXPROCS(0))
+	b.chunkBufs.New = func() any { return new([]byte) }
 	if b.prev != nil && b.prev.Repository != r.Config().ID {
 		b.prev = nil
 	}

@@ -3,9 +3,12 @@
 // The pipeline: a walker goroutine descends the backup paths in name order
 // and hands every regular file to a fixed pool of workers (bounded by
 // Options.Workers, with at most 4×Workers files queued). A worker reads and
-// chunks one file with a chunker and buffer it owns, hashes each chunk and
-// passes it to repo.Writer.SaveBlob, which compresses, deduplicates and packs
-// it; the chunk buffer is reused as soon as SaveBlob returns. Each directory
+// chunks one file with a chunker and buffer it owns and hashes each chunk;
+// a chunk the repository does not know yet is copied into a pooled buffer
+// and handed to a goroutine that calls repo.Writer.SaveBlobID (compress,
+// verify, pack), at most 2×GOMAXPROCS chunks at once, so that one large
+// file still uses every core. The buffer returns to the pool when the save
+// is done; the file is complete when all its saves are. Each directory
 // becomes a tree blob once all its entries are done: a goroutine per
 // directory waits on its entries' futures, so the walker never blocks on a
 // slow file. Packs are sealed once and uploaded to every region by the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 
 	"vaultbak/chunk"
@@ -98,22 +99,27 @@ func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.I
 	var content []crypt.ID
 	ch.Reset(f)
 	var size int64
+	saves := &fileSaves{}
 	for {
 		data, err := ch.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
+			saves.wait()
 			return nil, crypt.ID{}, stat{}, err
 		}
 		h.Write(data)
 		id := b.w.Secrets().BlobID(data)
-		if err := b.w.SaveBlobID(b.ctx, repo.DataBlob, id, data); err != nil {
-			return nil, crypt.ID{}, stat{}, &repoError{err}
-		}
 		content = append(content, id)
 		size += int64(len(data))
 		b.progress.ReadBytes.Add(uint64(len(data)))
+		if !b.w.Known(id) {
+			b.saveAsync(saves, id, data)
+		}
+	}
+	if err := saves.wait(); err != nil {
+		return nil, crypt.ID{}, stat{}, &repoError{err}
 	}
 	var sum crypt.ID
 	h.Sum(sum[:0])
@@ -127,6 +133,42 @@ func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.I
 		return content, sum, after, errChanged
 	}
 	return content, sum, after, nil
+}
+
+// fileSaves tracks the chunk saves of one file.
+type fileSaves struct {
+	wg  sync.WaitGroup
+	mu  sync.Mutex
+	err error
+}
+
+func (s *fileSaves) wait() error {
+	s.wg.Wait()
+	return s.err
+}
+
+// saveAsync stores a copy of one chunk on another goroutine, so that
+// compressing the chunks of one large file uses every core. b.saveSlots
+// bounds the chunks in flight (and so the memory: slots × chunk Max).
+func (b *backuper) saveAsync(s *fileSaves, id crypt.ID, data []byte) {
+	buf := b.chunkBufs.Get().(*[]byte)
+	*buf = append((*buf)[:0], data...)
+	b.saveSlots <- struct{}{}
+	s.wg.Add(1)
+	go func() {
+		defer func() {
+			b.chunkBufs.Put(buf)
+			<-b.saveSlots
+			s.wg.Done()
+		}()
+		if err := b.w.SaveBlobID(b.ctx, repo.DataBlob, id, *buf); err != nil {
+			s.mu.Lock()
+			if s.err == nil {
+				s.err = err
+			}
+			s.mu.Unlock()
+		}
+	}()
 }
 
 // unchanged returns the previous snapshot's entry for a file whose metadata
