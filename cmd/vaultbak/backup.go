@@ -72,6 +72,11 @@ func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags) e
 	if err != nil {
 		return err
 	}
+	unlock, err := lockHost(dir, host)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	head, headID, err := prepareChain(ctx, r, dir, host)
 	if err != nil {
 		return err
@@ -159,6 +164,11 @@ func runBackupStdin(ctx context.Context, g *globals, args []string, f backupFlag
 	if err != nil {
 		return err
 	}
+	unlock, err := lockHost(dir, host)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	head, headID, err := prepareChain(ctx, r, dir, host)
 	if err != nil {
 		return err

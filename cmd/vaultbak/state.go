@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	"github.com/google/renameio/v2"
+	"golang.org/x/sys/unix"
 
 	"vaultbak/backup"
 	"vaultbak/repo"
@@ -87,4 +88,19 @@ func writeFileCache(path string, c *backup.Cache) error {
 		return err
 	}
 	return renameio.WriteFile(path, buf.Bytes(), 0o600)
+}
+
+// lockHost takes this host's backup lock, so that two overlapping runs
+// (a slow nightly job and the next one) cannot fork the host's chain.
+func lockHost(dir, host string) (unlock func(), err error) {
+	path := filepath.Join(dir, "backup.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, withHint(fmt.Errorf("another backup of host %q is running (lock %s)", host, path), "wait for it to finish; the lock is released when that process exits")
+	}
+	return func() { f.Close() }, nil
 }
