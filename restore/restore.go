@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -287,23 +288,21 @@ func (rs *restorer) restoreFile(ctx context.Context, job fileJob) (err error) {
 	}()
 	h := rs.content.New()
 	var off int64
-	var buf []byte
-	for _, id := range n.Content {
-		data, err := rs.r.LoadBlob(ctx, id, buf)
-		if err != nil {
-			return fmt.Errorf("restore: %s: %w", job.dst, err)
-		}
+	write := f.WriteAt
+	if n.Sparse {
+		write = func(b []byte, at int64) (int, error) { return writeSparse(f, b, at) }
+	}
+	err = loadInOrder(ctx, rs.r, n.Content, func(data []byte) error {
 		h.Write(data)
-		write := f.WriteAt
-		if n.Sparse {
-			write = func(b []byte, at int64) (int, error) { return writeSparse(f, b, at) }
-		}
 		if _, err := write(data, off); err != nil {
-			return fmt.Errorf("restore: write %s: %w", job.dst, err)
+			return fmt.Errorf("write: %w", err)
 		}
 		off += int64(len(data))
 		rs.progress.Bytes.Add(uint64(len(data)))
-		buf = data
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore: %s: %w", job.dst, err)
 	}
 	if err := f.Truncate(off); err != nil {
 		return fmt.Errorf("restore: write %s: %w", job.dst, err)
@@ -437,18 +436,16 @@ func Dump(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, p string
 	}
 	h := r.Secrets().ContentKey().New()
 	var size uint64
-	var buf []byte
-	for _, id := range n.Content {
-		data, err := r.LoadBlob(ctx, id, buf)
-		if err != nil {
-			return fmt.Errorf("restore: %s: %w", p, err)
-		}
+	err = loadInOrder(ctx, r, n.Content, func(data []byte) error {
 		h.Write(data)
 		if _, err := w.Write(data); err != nil {
-			return fmt.Errorf("restore: write %s: %w", p, err)
+			return fmt.Errorf("write: %w", err)
 		}
 		size += uint64(len(data))
-		buf = data
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore: %s: %w", p, err)
 	}
 	var sum crypt.ID
 	h.Sum(sum[:0])
@@ -456,4 +453,48 @@ func Dump(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, p string
 		return &repo.IntegrityError{Object: p, Reason: "content does not match the snapshot"}
 	}
 	return nil
+}
+
+// loadInOrder loads the chunks ids concurrently (at most 2×GOMAXPROCS in
+// flight, so memory stays bounded by that many chunks) and calls fn with
+// each, in order, on the caller's goroutine. A chunk passed to fn is valid
+// only during the call.
+func loadInOrder(ctx context.Context, r *repo.Repository, ids []crypt.ID, fn func([]byte) error) error {
+	type load struct {
+		data []byte
+		err  error
+		done chan struct{}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	queue := make(chan *load, 2*runtime.GOMAXPROCS(0))
+	go func() {
+		defer close(queue)
+		for _, id := range ids {
+			l := &load{done: make(chan struct{})}
+			select {
+			case queue <- l:
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				l.data, l.err = r.LoadBlob(ctx, id, nil)
+				close(l.done)
+			}()
+		}
+	}()
+	var err error
+	for l := range queue {
+		<-l.done
+		if err == nil {
+			err = l.err
+			if err == nil {
+				err = fn(l.data)
+			}
+			if err != nil {
+				cancel()
+			}
+		}
+	}
+	return err
 }
