@@ -102,11 +102,13 @@ func (c *fileConfig) resolve(p string) string {
 	return filepath.Join(filepath.Dir(c.path), p)
 }
 
-// openRegions opens the backend of every region.
-func (c *fileConfig) openRegions() ([]*repo.Region, error) {
+// openRegions opens the backend of every region. Only init may create a
+// local region's directory: elsewhere a missing directory (an unmounted
+// disk) must not silently become an empty region on another disk.
+func (c *fileConfig) openRegions(create bool) ([]*repo.Region, error) {
 	var out []*repo.Region
 	for _, rc := range c.Regions {
-		b, err := c.openBackend(rc)
+		b, err := c.openBackend(rc, create)
 		if err != nil {
 			return nil, err
 		}
@@ -115,7 +117,7 @@ func (c *fileConfig) openRegions() ([]*repo.Region, error) {
 	return out, nil
 }
 
-func (c *fileConfig) openBackend(rc regionConfig) (*local.Local, error) {
+func (c *fileConfig) openBackend(rc regionConfig, create bool) (*local.Local, error) {
 	u := rc.URL
 	switch {
 	case strings.HasPrefix(u, "file://"):
@@ -124,7 +126,13 @@ func (c *fileConfig) openBackend(rc regionConfig) (*local.Local, error) {
 		scheme, _, _ := strings.Cut(u, "://")
 		return nil, withHint(usagef("region %s: url scheme %q is not supported", rc.Name, scheme), "use a local directory path or file:// URL")
 	}
-	b, err := local.New(c.resolve(u))
+	dir := c.resolve(u)
+	if !create {
+		if _, err := os.Stat(dir); err != nil {
+			return nil, withHint(fmt.Errorf("region %s: %w", rc.Name, err), "is the disk mounted? a new repository is created with 'vaultbak init'")
+		}
+	}
+	b, err := local.New(dir)
 	if err != nil {
 		return nil, fmt.Errorf("region %s: %w", rc.Name, err)
 	}
