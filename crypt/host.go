@@ -88,6 +88,9 @@ func ParseHostCredential(data []byte) (*HostCredential, error) {
 			}
 			c.Signing = sk
 		default:
+			if len(k) > 40 || strings.Contains(strings.ToUpper(k), "SECRET-KEY") { // never quote key material
+				return nil, fmt.Errorf("crypt: host credential line %d: unknown key", n)
+			}
 			return nil, fmt.Errorf("crypt: host credential line %d: unknown key %q", n, truncate(k))
 		}
 	}

@@ -59,7 +59,7 @@ func ParseIdentities(data []byte) ([]age.Identity, error) {
 func ParseRecipient(s string) (age.Recipient, error) {
 	s = strings.TrimSpace(s)
 	switch {
-	case strings.HasPrefix(s, "AGE-SECRET-KEY"):
+	case strings.Contains(strings.ToUpper(s), "SECRET-KEY"): // age identities in either case, vaultbak signing keys
 		return nil, fmt.Errorf("crypt: that is a secret identity, not a recipient (a recipient starts with age1)")
 	case strings.HasPrefix(s, "age1pq1"):
 		r, err := age.ParseHybridRecipient(s)

@@ -151,19 +151,28 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 		}
 	}
 
-	// Every pack the index names: present with its size in every region.
-	for i, reg := range r.regions {
-		for pack, size := range r.index.Packs() {
-			name := PackName(pack)
+	// Every pack the index names: present with its size. A pack that one
+	// region lacks but another holds is lag (replication heals it); one
+	// that no region holds, or of the wrong size, is damage.
+	for pack, size := range r.index.Packs() {
+		name := PackName(pack)
+		held := 0
+		for i, reg := range r.regions {
 			got, ok := listed[i].packs[name]
 			switch {
 			case !ok:
-				problem(&IntegrityError{Region: reg.Name, Object: name, Reason: "indexed pack is missing"})
+				res.Warnings = append(res.Warnings, fmt.Sprintf("region %s lacks indexed pack %s", reg.Name, name))
 			case got != size:
 				problem(&IntegrityError{Region: reg.Name, Object: name, Reason: fmt.Sprintf("size %d, index says %d", got, size)})
+			default:
+				held++
 			}
 		}
+		if held == 0 {
+			problem(&IntegrityError{Object: name, Reason: "indexed pack is missing in every region"})
+		}
 	}
+	res.Problems = append(res.Problems, r.damaged...)
 
 	if opts.ReadData {
 		if !r.CanRead() {

@@ -10,11 +10,12 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"vaultbak/backend"
 	"vaultbak/crypt"
 )
 
 // decoder decodes blobs; DecodeAll is safe for concurrent use.
-var decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(64<<20))
+var decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxTreeSize)) // the largest blob: a tree
 
 // openPack is one pack opened for random access in one region.
 type openPack struct {
@@ -37,8 +38,8 @@ type packCache struct {
 	r        *Repository
 	mu       sync.Mutex
 	open     map[packKey]*list.Element
-	lru      *list.List // of *cacheEntry, front = most recent
-	fileKeys map[crypt.ID][]byte
+	lru      *list.List         // of *cacheEntry, front = most recent
+	fileKeys map[packKey][]byte // per region: a damaged copy may carry another key
 	max      int
 }
 
@@ -48,7 +49,7 @@ type cacheEntry struct {
 }
 
 func newPackCache(r *Repository) *packCache {
-	return &packCache{r: r, open: map[packKey]*list.Element{}, lru: list.New(), fileKeys: map[crypt.ID][]byte{}, max: 32}
+	return &packCache{r: r, open: map[packKey]*list.Element{}, lru: list.New(), fileKeys: map[packKey][]byte{}, max: 32}
 }
 
 func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openPack, error) {
@@ -61,7 +62,7 @@ func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openP
 		c.mu.Unlock()
 		return p, nil
 	}
-	fileKey := c.fileKeys[pack]
+	fileKey := c.fileKeys[k]
 	c.mu.Unlock()
 
 	obj, err := reg.Backend.Open(ctx, PackName(pack))
@@ -87,7 +88,7 @@ func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openP
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.fileKeys[pack] = fileKey
+	c.fileKeys[k] = fileKey
 	if el, ok := c.open[k]; ok { // opened concurrently
 		obj.Close()
 		p := el.Value.(*cacheEntry).p
@@ -129,6 +130,7 @@ func (c *packCache) drop(region string, pack crypt.ID) {
 	if el, ok := c.open[packKey{region, pack}]; ok {
 		c.evictLocked(el)
 	}
+	delete(c.fileKeys, packKey{region, pack}) // it may be the key of a bad copy
 }
 
 func (c *packCache) close() {
@@ -160,11 +162,19 @@ func (r *Repository) LoadBlob(ctx context.Context, id crypt.ID, buf []byte) ([]b
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if errors.Is(err, ErrNeedRecovery) {
-			return nil, err
-		}
+		// ErrNeedRecovery here may be a damaged stanza in this region's copy:
+		// age cannot tell it from a wrong key, so try the next region too.
 		r.readers.drop(reg.Name, loc.Pack)
 		errs = append(errs, err)
+	}
+	missing := 0
+	for _, e := range errs {
+		if errors.Is(e, backend.ErrNotFound) {
+			missing++
+		}
+	}
+	if missing == len(r.regions) {
+		return nil, &IntegrityError{Object: PackName(loc.Pack), Reason: fmt.Sprintf("indexed pack is missing in every region (needed for %s %s)", loc.Type, id)}
 	}
 	return nil, fmt.Errorf("repo: load %s %s: %w", loc.Type, id, errors.Join(errs...))
 }
@@ -203,8 +213,17 @@ func decodeBlob(stored []byte, flags uint8, rawLen uint32, buf []byte) ([]byte, 
 		}
 		return stored, nil
 	}
-	if rawLen > 1<<30 {
+	if rawLen > maxTreeSize {
 		return nil, fmt.Errorf("length %d too large", rawLen)
+	}
+	var hdr zstd.Header
+	if err := hdr.Decode(stored); err != nil {
+		return nil, err
+	}
+	if !hdr.HasFCS || hdr.FrameContentSize != uint64(rawLen) {
+		// vaultbak's frames always declare their size; refusing others
+		// keeps a forged frame from making the decoder allocate more.
+		return nil, fmt.Errorf("frame declares %d bytes, want %d", hdr.FrameContentSize, rawLen)
 	}
 	if cap(buf) < int(rawLen) {
 		buf = make([]byte, 0, rawLen)

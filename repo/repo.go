@@ -1,9 +1,8 @@
 package repo
 
 import (
+	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -24,6 +23,9 @@ import (
 type Keys struct {
 	Recovery []age.Identity        // opens everything
 	Host     *crypt.HostCredential // writes snapshots, opens index and secrets
+	// ExpectID, when set, pins the repository ID: a repository whose keys
+	// and config were replaced as a whole has another ID.
+	ExpectID string
 }
 
 // ErrNoRepository is returned by Open when no region holds a config.
@@ -45,6 +47,7 @@ type Repository struct {
 	index    *Index
 	recovery []age.Recipient // seal packs, trees and bodies to these
 	readers  *packCache
+	damaged  []error // found at Open, reported by Check
 }
 
 // InitOptions configure a new repository.
@@ -81,6 +84,9 @@ func Init(ctx context.Context, regions []*Region, opts InitOptions) (*Repository
 	if opts.PackSize == 0 {
 		opts.PackSize = DefaultPackSize
 	}
+	if opts.PackSize < 1<<20 || opts.PackSize > 1<<30 { // the range decodeConfig accepts
+		return nil, nil, fmt.Errorf("repo: pack size %d out of range (1 MiB to 1 GiB)", opts.PackSize)
+	}
 	for _, reg := range regions {
 		_, err := reg.Backend.Stat(ctx, "config")
 		if err == nil {
@@ -90,11 +96,10 @@ func Init(ctx context.Context, regions []*Region, opts InitOptions) (*Repository
 			return nil, nil, &RegionError{reg.Name, err}
 		}
 	}
-	var idBytes [16]byte
-	rand.Read(idBytes[:])
+	secrets := newSecrets(crypt.NewKey())
 	cfg := &Config{
 		Version:     FormatVersion,
-		ID:          hex.EncodeToString(idBytes[:]),
+		ID:          secrets.RepositoryID(),
 		Created:     opts.Now.UTC(),
 		Chunker:     opts.Chunker,
 		PackSize:    opts.PackSize,
@@ -107,7 +112,6 @@ func Init(ctx context.Context, regions []*Region, opts InitOptions) (*Repository
 		return nil, nil, err
 	}
 	cfg.Hosts = []HostEntry{{Name: opts.Host, WriterRecipient: host.WriterRecipient, SigningKey: host.Signing.Public(), Enrolled: opts.Now.UTC()}}
-	secrets := newSecrets(crypt.NewKey())
 
 	writer, err := crypt.ParseRecipient(host.WriterRecipient)
 	if err != nil {
@@ -159,49 +163,42 @@ func Open(ctx context.Context, regions []*Region, keys Keys) (*Repository, error
 	r := &Repository{regions: regions, keys: keys, index: newIndex()}
 	r.readers = newPackCache(r)
 
-	var cfgFile *configFile
-	var missing int
-	data, _, err := r.readObject(ctx, "config", maxConfigSize, func(region string, data []byte) error {
-		c, f, err := decodeConfig(data)
-		if err != nil {
-			return &IntegrityError{Region: region, Object: "config", Reason: err.Error()}
-		}
-		r.cfg, cfgFile = c, f
-		return nil
-	})
+	copies, err := r.readConfigs(ctx)
 	if err != nil {
-		for _, e := range flatten(err) {
-			if errors.Is(e, backend.ErrNotFound) {
-				missing++
-			}
-		}
-		if missing == len(regions) {
-			return nil, ErrNoRepository
-		}
-		return nil, fmt.Errorf("repo: read config: %w", err)
+		return nil, err
 	}
-	_ = data
-
+	if keys.Host != nil && keys.Host.Repository != "" {
+		// Say plainly when a credential meets another repository, before
+		// its keys fail to open this one's secrets.
+		if cfg, _, err := decodeConfig(copies[0].data); err == nil && cfg.ID != keys.Host.Repository {
+			return nil, fmt.Errorf("repo: host credential for %q belongs to repository %s, but region %s holds repository %s: check the config or --host-key", keys.Host.Host, keys.Host.Repository, copies[0].region, cfg.ID)
+		}
+	}
 	ids := r.identities()
 	if len(ids) > 0 {
-		if keys.Host != nil {
-			if keys.Host.Repository != "" && keys.Host.Repository != r.cfg.ID {
-				return nil, fmt.Errorf("repo: host credential for %q belongs to repository %s, not %s", keys.Host.Host, keys.Host.Repository, r.cfg.ID)
-			}
-			h, ok := r.cfg.Host(keys.Host.Host)
-			if !ok || h.SigningKey != keys.Host.Signing.Public() {
-				return nil, fmt.Errorf("repo: host %q is not enrolled in this repository with this credential", keys.Host.Host)
-			}
-			if h.Revoked != nil {
-				return nil, fmt.Errorf("repo: host %q was revoked on %s", h.Name, h.Revoked.Format(time.RFC3339))
-			}
-		}
 		if err := r.loadSecrets(ctx, ids); err != nil {
 			return nil, err
 		}
-		if !verifyConfig(cfgFile, r.secrets) {
-			return nil, &IntegrityError{Object: "config", Reason: "MAC does not match: the config was altered"}
+	}
+	if err := r.pickConfig(copies); err != nil {
+		return nil, err
+	}
+	if keys.ExpectID != "" && keys.ExpectID != r.cfg.ID {
+		return nil, &IntegrityError{Object: "config", Reason: fmt.Sprintf("repository ID is %s, but %s was expected: this is not the repository you pinned, or it was replaced", r.cfg.ID, keys.ExpectID)}
+	}
+	if keys.Host != nil {
+		if keys.Host.Repository != "" && keys.Host.Repository != r.cfg.ID {
+			return nil, &IntegrityError{Object: "config", Reason: fmt.Sprintf("host credential for %q belongs to repository %s, but the regions hold %s: wrong config, or the repository was replaced", keys.Host.Host, keys.Host.Repository, r.cfg.ID)}
 		}
+		h, ok := r.cfg.Host(keys.Host.Host)
+		if !ok || h.SigningKey != keys.Host.Signing.Public() {
+			return nil, fmt.Errorf("repo: host %q is not enrolled in this repository with this credential", keys.Host.Host)
+		}
+		if h.Revoked != nil {
+			return nil, fmt.Errorf("repo: host %q was revoked on %s", h.Name, h.Revoked.Format(time.RFC3339))
+		}
+	}
+	if r.secrets != nil {
 		if err := r.loadIndex(ctx, ids); err != nil {
 			return nil, err
 		}
@@ -213,6 +210,82 @@ func Open(ctx context.Context, regions []*Region, keys Keys) (*Repository, error
 	r.recovery = rec
 	return r, nil
 }
+
+// configCopy is one region's stored config.
+type configCopy struct {
+	region string
+	data   []byte
+}
+
+// readConfigs reads the config of every region that has one.
+func (r *Repository) readConfigs(ctx context.Context) ([]configCopy, error) {
+	var copies []configCopy
+	var errs []error
+	missing := 0
+	for _, reg := range r.regions {
+		data, err := backend.ReadAll(ctx, reg.Backend, "config", maxConfigSize)
+		switch {
+		case err == nil:
+			copies = append(copies, configCopy{reg.Name, data})
+		case errors.Is(err, backend.ErrNotFound):
+			missing++
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		default:
+			errs = append(errs, &RegionError{reg.Name, err})
+		}
+	}
+	if len(copies) > 0 {
+		return copies, nil
+	}
+	if missing == len(r.regions) {
+		return nil, ErrNoRepository
+	}
+	return nil, fmt.Errorf("repo: read config: %w", errors.Join(errs...))
+}
+
+// pickConfig chooses the first region's config that decodes and, when the
+// secrets are loaded, whose MAC verifies and whose ID belongs to the
+// secrets. Regions whose copy differs are recorded as damaged; Check
+// reports them, reads carry on with the good copy.
+func (r *Repository) pickConfig(copies []configCopy) error {
+	var reasons []string
+	var chosen *configCopy
+	for i, c := range copies {
+		cfg, f, err := decodeConfig(c.data)
+		if err == nil && r.secrets != nil {
+			switch {
+			case !verifyConfig(f, r.secrets):
+				err = errors.New("MAC does not match: the config was altered")
+			case cfg.ID != r.secrets.RepositoryID():
+				err = errors.New("its ID does not belong to the repository keys: config or keys were replaced")
+			}
+		}
+		if err != nil {
+			reasons = append(reasons, fmt.Sprintf("region %s: %v", c.region, err))
+			continue
+		}
+		r.cfg, chosen = cfg, &copies[i]
+		break
+	}
+	if chosen == nil {
+		ie := &IntegrityError{Object: "config", Reason: "no region holds a valid config (" + strings.Join(reasons, "; ") + ")"}
+		if len(copies) == 1 {
+			ie.Region, ie.Reason = copies[0].region, strings.TrimPrefix(reasons[0], "region "+copies[0].region+": ")
+		}
+		return ie
+	}
+	for _, c := range copies {
+		if c.region != chosen.region && !bytes.Equal(c.data, chosen.data) {
+			r.damaged = append(r.damaged, &IntegrityError{Region: c.region, Object: "config", Reason: "differs from the config of region " + chosen.region})
+		}
+	}
+	return nil
+}
+
+// Damaged returns what Open found damaged or divergent in some region
+// while it could carry on with another region's copy.
+func (r *Repository) Damaged() []error { return r.damaged }
 
 func flatten(err error) []error {
 	if u, ok := err.(interface{ Unwrap() []error }); ok {

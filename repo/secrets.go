@@ -32,6 +32,16 @@ func newSecrets(master crypt.Key) *Secrets {
 	return s
 }
 
+// RepositoryID is derived from the master key: a config whose ID does not
+// belong to the keys was paired with keys that are not the repository's,
+// and a repository whose keys were replaced as a whole has a new ID, which
+// hosts (their credential names the ID) and pinned configs notice.
+func (s *Secrets) RepositoryID() string {
+	k := s.Master.Derive("repository id")
+	id := k.Sum(nil)
+	return id.String()[:32]
+}
+
 // BlobID returns the keyed ID of a plaintext blob (a chunk or a tree).
 func (s *Secrets) BlobID(data []byte) crypt.ID { return s.chunkID.Sum(data) }
 

@@ -31,7 +31,52 @@ func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
 		out = append(out, s)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	if err := VerifyChains(out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// VerifyChains checks each host's hash chain: sequence numbers 1…n with no
+// gap or repeat, and each manifest naming its predecessor. A deleted
+// manifest, a fork or a replayed one is an integrity failure.
+func VerifyChains(snaps []*Snapshot) error {
+	byHost := map[string][]*Snapshot{}
+	for _, s := range snaps {
+		byHost[s.Host] = append(byHost[s.Host], s)
+	}
+	hosts := make([]string, 0, len(byHost))
+	for h := range byHost {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	var errs []error
+	for _, h := range hosts {
+		chain := byHost[h]
+		before := len(errs)
+		sort.SliceStable(chain, func(i, j int) bool { return chain[i].Seq < chain[j].Seq })
+		for i, s := range chain {
+			want := uint64(i + 1)
+			switch {
+			case s.Seq < want:
+				errs = append(errs, &IntegrityError{Object: "snapshot " + s.ID, Reason: fmt.Sprintf("host %s: the chain forks: two snapshots #%d (%s and %s)", h, s.Seq, ShortID(chain[i-1].ID), ShortID(s.ID))})
+			case s.Seq > want:
+				gap := fmt.Sprintf("snapshot #%d (%s, named by #%d) is missing", s.Seq-1, ShortID(s.Prev), s.Seq)
+				if want < s.Seq-1 {
+					gap = fmt.Sprintf("snapshots #%d to #%d are missing", want, s.Seq-1)
+				}
+				errs = append(errs, &IntegrityError{Object: "snapshot " + s.ID, Reason: fmt.Sprintf("host %s: the chain is broken: %s: deleted or withheld", h, gap)})
+			case i == 0 && s.Prev != "":
+				errs = append(errs, &IntegrityError{Object: "snapshot " + s.ID, Reason: fmt.Sprintf("host %s: first snapshot names a predecessor", h)})
+			case i > 0 && s.Prev != chain[i-1].ID:
+				errs = append(errs, &IntegrityError{Object: "snapshot " + s.ID, Reason: fmt.Sprintf("host %s: snapshot #%d does not follow #%d (%s)", h, s.Seq, chain[i-1].Seq, ShortID(chain[i-1].ID))})
+			}
+			if len(errs) > before {
+				break // one finding per host: the rest follows from it
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (r *Repository) readSnapshot(ctx context.Context, id string) (*Snapshot, error) {

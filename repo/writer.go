@@ -40,9 +40,11 @@ type Writer struct {
 	gctx   context.Context // the uploaders'; canceled when one fails
 	packs  chan *packBuilder
 
-	mu      sync.Mutex
-	cur     *packBuilder
-	pending map[crypt.ID]struct{} // in a pack not yet in the index
+	mu       sync.Mutex
+	cur      *packBuilder
+	pending  map[crypt.ID]struct{} // in a pack not yet in the index
+	flushed  bool                  // Flush ran: no more blobs
+	flushErr error
 
 	doneMu  sync.Mutex
 	done    []indexPack // uploaded, not yet in an index file
@@ -148,6 +150,10 @@ func (w *Writer) SaveBlobID(ctx context.Context, t BlobType, id crypt.ID, data [
 	}
 
 	w.mu.Lock()
+	if w.flushed {
+		w.mu.Unlock()
+		return errors.New("repo: blob saved after the writer was flushed")
+	}
 	w.cur.add(id, t, flags, stored, len(data))
 	var full *packBuilder
 	if w.cur.size() >= w.r.cfg.PackSize {
@@ -270,12 +276,26 @@ func (w *Writer) writeIndex(ctx context.Context, packs []indexPack) error {
 }
 
 // Flush uploads the current pack and every pending index entry and waits
-// for the uploaders. The writer cannot save blobs after Flush.
+// for the uploaders. The writer cannot save blobs after Flush; a second
+// Flush returns the first one's result.
 func (w *Writer) Flush(ctx context.Context) error {
 	w.mu.Lock()
+	if w.flushed {
+		w.mu.Unlock()
+		return w.flushErr
+	}
+	w.flushed = true
 	last := w.cur
 	w.cur = &packBuilder{}
 	w.mu.Unlock()
+	err := w.flush(ctx, last)
+	w.mu.Lock()
+	w.flushErr = err
+	w.mu.Unlock()
+	return err
+}
+
+func (w *Writer) flush(ctx context.Context, last *packBuilder) error {
 	if len(last.entries) > 0 {
 		if err := w.send(ctx, last); err != nil {
 			return err

@@ -24,6 +24,7 @@ type output struct {
 	errw  io.Writer
 	tty   bool
 	line  bool // a progress line is on screen
+	done  bool // the summary object was written: nothing follows it on stdout
 }
 
 func newOutput(jsonMode, quiet bool) *output {
@@ -35,8 +36,14 @@ func (o *output) emit(v any) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.clearLocked()
+	if o.done {
+		return
+	}
 	b, _ := json.Marshal(v)
 	o.w.Write(append(b, '\n'))
+	if m, ok := v.(map[string]any); ok && m["type"] == "summary" {
+		o.done = true
+	}
 }
 
 // textf writes human output to stdout unless --json or --quiet.

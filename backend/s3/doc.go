@@ -1,0 +1,14 @@
+// Package s3 is the backend for S3-compatible object storage, built on
+// minio-go.
+//
+// Object "a/b" of a region lives at key "<prefix>/a/b" in the region's
+// bucket. Transport security is the caller's choice through Config.Secure;
+// the region URL rules (https by default, plain http only to loopback unless
+// explicitly allowed) are enforced by ParseURL. Certificates are verified
+// against the system pool plus Config.CACertFile, or AWS_CA_BUNDLE when set,
+// as AWS tools do.
+//
+// Retries: minio-go's own retry (exponential backoff with full jitter on
+// 5xx, SlowDown, throttling and timeouts; never on 4xx auth or not-found) is
+// the only retry layer for S3 regions, configured by Config.MaxRetries.
+package s3

@@ -1,0 +1,67 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// chainOfThree backs up three versions of one file and returns the
+// snapshot IDs, oldest first.
+func chainOfThree(t *testing.T, e *repoEnv) (src string, ids []string) {
+	t.Helper()
+	src = filepath.Join(e.dir, "src")
+	for _, v := range []string{"one\n", "two\n", "three\n"} {
+		writeFile(t, filepath.Join(src, "f.txt"), []byte(v), 0o644)
+		sum, _ := e.backupJSON(exitOK, src)
+		ids = append(ids, sum["snapshot"].(string))
+	}
+	return src, ids
+}
+
+// deleteSnapshot removes a manifest from every region, as a storage
+// operator (or a thief of the disks) can.
+func deleteSnapshot(t *testing.T, e *repoEnv, id string) {
+	t.Helper()
+	for _, reg := range e.regions {
+		if err := os.Remove(filepath.Join(reg, "snapshots", id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRollbackDetectedByBackup: when the host's newest snapshot disappears
+// from every region, the host's next backup refuses to continue the chain
+// (exit 4) instead of silently forking history.
+func TestRollbackDetectedByBackup(t *testing.T) {
+	t.Parallel()
+	e := newRepo(t)
+	src, ids := chainOfThree(t, e)
+	deleteSnapshot(t, e, ids[2])
+	r := e.expect(exitIntegrity, "backup", src)
+	requireContains(t, "backup after a rollback", r.stderr, "rolled back")
+	if n := len(e.snapshots()); n != 2 {
+		t.Errorf("the refused backup changed the snapshot count to %d", n)
+	}
+}
+
+// TestMissingChainLinkDetected: a storage operator deletes a snapshot in
+// the middle of a host's chain from every region. DESIGN.md: a storage
+// operator cannot "silently delete a snapshot without the restore or drill
+// detecting it", and restore verifies "the chain (a missing link, a fork or
+// a rollback is reported, not papered over)". So restoring the newest
+// snapshot, whose predecessor link is broken, must not succeed silently.
+func TestMissingChainLinkDetected(t *testing.T) {
+	t.Parallel()
+	e := newRepo(t)
+	_, ids := chainOfThree(t, e)
+	deleteSnapshot(t, e, ids[1])
+
+	r := e.run(e.withID("restore", "latest", "--target", filepath.Join(e.dir, "out"))...)
+	if r.code != exitIntegrity && r.code != exitWarnings {
+		t.Errorf("restore latest with snapshot #2 of the chain deleted from every region: exit %d, want 4 (or at least 3 with a warning about the missing link)\n%s", r.code, r)
+	} else if !strings.Contains(r.stderr, ids[1][:12]) && !strings.Contains(r.stderr, "chain") {
+		t.Errorf("restore does not say which link of the chain is missing:\n%s", r)
+	}
+}
