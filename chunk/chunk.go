@@ -37,14 +37,19 @@ type Params struct {
 }
 
 // DefaultParams returns the parameters of a new repository: keyed FastCDC
-// with Min 256 KiB, Avg 1 MiB and Max 4 MiB. On random data the mean chunk is
-// about 1.15 MiB (normalised chunking cuts rarely before Avg and soon after).
+// with Min 64 KiB, Avg 512 KiB and Max 2 MiB.
+//
+// Measured on 64 MiB of random data over 12 keys, after a contiguous change
+// of 1% the new chunks total (median, worst) 2.45x and 3.8x the changed
+// bytes; Avg 1 MiB with Min Avg/4 gave 6.1x and 20.6x, and with Min Avg/8
+// 3.3x and 12.9x. A Min well below Avg lets boundaries resynchronise soon
+// after a change; the smaller Avg bounds what one small edit costs.
 func DefaultParams() Params {
 	return Params{
 		Algorithm: AlgorithmFastCDC,
-		Min:       256 << 10,
-		Avg:       1 << 20,
-		Max:       4 << 20,
+		Min:       64 << 10,
+		Avg:       512 << 10,
+		Max:       2 << 20,
 	}
 }
 

@@ -153,8 +153,8 @@ func TestValidate(t *testing.T) {
 		{"avg negative", with(func(p *Params) { p.Avg = -4 }), "chunk: average size -4 is not a power of two"},
 		{"min too small", with(func(p *Params) { p.Min = 63 }), "chunk: minimum size 63 is below 64"},
 		{"max too large", with(func(p *Params) { p.Max = 64*MiB + 1 }), "chunk: maximum size 67108865 is above 67108864"},
-		{"min equals avg", with(func(p *Params) { p.Min = p.Avg }), "chunk: minimum size 1048576 is not below average size 1048576"},
-		{"max equals avg", with(func(p *Params) { p.Max = p.Avg }), "chunk: average size 1048576 is not below maximum size 1048576"},
+		{"min equals avg", with(func(p *Params) { p.Min = p.Avg }), "chunk: minimum size 524288 is not below average size 524288"},
+		{"max equals avg", with(func(p *Params) { p.Max = p.Avg }), "chunk: average size 524288 is not below maximum size 524288"},
 		{"min above max", Params{AlgorithmFastCDC, 8 * KiB, 4 * KiB, 2 * KiB}, "chunk: minimum size 8192 is not below average size 4096"},
 	}
 	for _, tt := range tests {
@@ -181,7 +181,7 @@ func TestValidate(t *testing.T) {
 
 func TestDefaultParams(t *testing.T) {
 	p := DefaultParams()
-	want := Params{Algorithm: "fastcdc-v1.0.0", Min: 256 * KiB, Avg: 1 * MiB, Max: 4 * MiB}
+	want := Params{Algorithm: "fastcdc-v1.0.0", Min: 64 * KiB, Avg: 512 * KiB, Max: 2 * MiB}
 	if p != want {
 		t.Fatalf("DefaultParams() = %+v, want %+v", p, want)
 	}
@@ -190,7 +190,7 @@ func TestDefaultParams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := string(b), `{"algorithm":"fastcdc-v1.0.0","min":262144,"avg":1048576,"max":4194304}`; got != want {
+	if got, want := string(b), `{"algorithm":"fastcdc-v1.0.0","min":65536,"avg":524288,"max":2097152}`; got != want {
 		t.Fatalf("json = %s, want %s", got, want)
 	}
 }

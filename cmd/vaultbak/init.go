@@ -36,7 +36,7 @@ host can back up but never read a backup.`,
 	f.StringArrayVar(&recipients, "recovery-recipient", nil, "recovery recipient (age1pq1… or age1…), repeatable")
 	f.StringArrayVar(&recipientFiles, "recovery-recipient-file", nil, "file of recovery recipients, one per line, or an identity file whose public key to use")
 	f.StringVar(&host, "host", "", "this host's name in the repository (default: the hostname)")
-	f.StringVar(&chunkSize, "chunk-size", "1M", "average chunk size, a power of two (256K…8M); min and max are 1/4 and 4x")
+	f.StringVar(&chunkSize, "chunk-size", "512K", "average chunk size, a power of two (128K…8M); min and max are 1/8 and 4x")
 	return cmd
 }
 
@@ -128,7 +128,7 @@ func parseChunkSize(s string) (chunk.Params, error) {
 		return chunk.Params{}, usagef("--chunk-size: %v", err)
 	}
 	p := chunk.DefaultParams()
-	p.Avg, p.Min, p.Max = int(n), int(n/4), int(n*4)
+	p.Avg, p.Min, p.Max = int(n), int(n/8), int(n*4)
 	if err := p.Validate(); err != nil {
 		return chunk.Params{}, usagef("--chunk-size: %v", err)
 	}
