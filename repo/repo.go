@@ -287,17 +287,6 @@ func (r *Repository) pickConfig(copies []configCopy) error {
 // while it could carry on with another region's copy.
 func (r *Repository) Damaged() []error { return r.damaged }
 
-func flatten(err error) []error {
-	if u, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range u.Unwrap() {
-			out = append(out, flatten(e)...)
-		}
-		return out
-	}
-	return []error{err}
-}
-
 func (r *Repository) identities() []age.Identity {
 	ids := append([]age.Identity(nil), r.keys.Recovery...)
 	if r.keys.Host != nil {
