@@ -35,6 +35,9 @@ type Options struct {
 	// Warn is told about every file left out or stored with a problem.
 	Warn func(path string, err error)
 
+	// Quorum of regions that must hold the snapshot; 0: repo.DefaultQuorum.
+	Quorum int
+
 	// HeadSeq and HeadID are the host's chain head the new manifest follows.
 	HeadSeq uint64
 	HeadID  string
@@ -54,6 +57,9 @@ type Result struct {
 	Snapshot *repo.Snapshot
 	Cache    *Cache // the cache for the next run of the same paths
 	Warnings int
+	// Lagging are the regions dropped during the run (the snapshot
+	// committed in a quorum of the others), with the reason.
+	Lagging map[string]error
 }
 
 // ErrStrict wraps the failure of a strict backup on an unreadable file.
@@ -137,7 +143,7 @@ func Run(ctx context.Context, r *repo.Repository, opts Options, progress *Progre
 		}
 		paths = append(paths, abs)
 	}
-	w, err := r.NewWriter(ctx, repo.WriterOptions{})
+	w, err := r.NewWriter(ctx, repo.WriterOptions{Quorum: opts.Quorum})
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +204,7 @@ func Run(ctx context.Context, r *repo.Repository, opts Options, progress *Progre
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Snapshot: snap, Cache: b.next, Warnings: int(b.warnings.Load())}, nil
+	return &Result{Snapshot: snap, Cache: b.next, Warnings: int(b.warnings.Load()), Lagging: w.Lagging()}, nil
 }
 
 // fail stops the backup with err.

@@ -27,7 +27,7 @@ func Stream(ctx context.Context, r *repo.Repository, name string, src io.Reader,
 	if opts.Time.IsZero() {
 		opts.Time = time.Now()
 	}
-	w, err := r.NewWriter(ctx, repo.WriterOptions{})
+	w, err := r.NewWriter(ctx, repo.WriterOptions{Quorum: opts.Quorum})
 	if err != nil {
 		return nil, err
 	}
@@ -90,5 +90,5 @@ func Stream(ctx context.Context, r *repo.Repository, name string, src io.Reader,
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Snapshot: snap}, nil
+	return &Result{Snapshot: snap, Lagging: w.Lagging()}, nil
 }

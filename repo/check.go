@@ -58,9 +58,11 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 	type regionObjects struct {
 		packs, indexes, snaps map[string]int64
 	}
-	listed := make([]regionObjects, len(r.regions))
+	// Regions that do not answer are reported and left out of the rest.
+	var regions []*Region
+	var listed []regionObjects
 	total := 0
-	for i, reg := range r.regions {
+	for _, reg := range r.regions {
 		var ro regionObjects
 		var err error
 		for _, l := range []struct {
@@ -69,19 +71,30 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 		}{{"data/", &ro.packs}, {"index/", &ro.indexes}, {"snapshots/", &ro.snaps}} {
 			m := map[string]int64{}
 			if err = reg.Backend.List(ctx, l.prefix, func(fi backend.Info) error { m[fi.Name] = fi.Size; return nil }); err != nil {
-				return nil, &RegionError{reg.Name, fmt.Errorf("list %s: %w", l.prefix, err)}
+				break
 			}
 			*l.into = m
 		}
-		listed[i] = ro
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			res.Warnings = append(res.Warnings, fmt.Sprintf("region %s could not be checked: %v", reg.Name, err))
+			continue
+		}
+		regions = append(regions, reg)
+		listed = append(listed, ro)
 		total += len(ro.packs) + len(ro.indexes)
+	}
+	if len(regions) == 0 {
+		return nil, fmt.Errorf("repo: no region could be listed: %s", strings.Join(res.Warnings, "; "))
 	}
 
 	// Every pack and index file: its bytes hash to its name.
 	var done int
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
-	for i, reg := range r.regions {
+	for i, reg := range regions {
 		for _, m := range []map[string]int64{listed[i].packs, listed[i].indexes} {
 			for _, name := range sortedKeys(m) {
 				g.Go(func() error {
@@ -113,7 +126,7 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 	}
 
 	// Every manifest, in every region: signature and enrolment.
-	for i, reg := range r.regions {
+	for i, reg := range regions {
 		for _, name := range sortedKeys(listed[i].snaps) {
 			id := strings.TrimPrefix(name, "snapshots/")
 			data, err := backend.ReadAll(ctx, reg.Backend, name, maxManifestSize)
@@ -132,8 +145,8 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 	}
 
 	// Regions that lack what another region has.
-	for i, reg := range r.regions {
-		for j, other := range r.regions {
+	for i, reg := range regions {
+		for j, other := range regions {
 			if i == j {
 				continue
 			}
@@ -157,7 +170,7 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 	for pack, size := range r.index.Packs() {
 		name := PackName(pack)
 		held := 0
-		for i, reg := range r.regions {
+		for i, reg := range regions {
 			got, ok := listed[i].packs[name]
 			switch {
 			case !ok:

@@ -154,7 +154,7 @@ func (r *Repository) LoadBlob(ctx context.Context, id crypt.ID, buf []byte) ([]b
 		return nil, &IntegrityError{Object: "blob " + id.String(), Reason: "not in the index"}
 	}
 	var errs []error
-	for _, reg := range r.regions {
+	for _, reg := range r.readOrder() {
 		data, err := r.loadBlobFrom(ctx, reg, loc, buf)
 		if err == nil {
 			return data, nil
@@ -186,6 +186,7 @@ func (r *Repository) loadBlobFrom(ctx context.Context, reg *Region, loc Location
 		if errors.As(err, &ie) || errors.Is(err, ErrNeedRecovery) {
 			return nil, err
 		}
+		r.markDown(reg, err)
 		return nil, &RegionError{reg.Name, err}
 	}
 	defer r.readers.release(p)

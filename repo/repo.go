@@ -48,6 +48,7 @@ type Repository struct {
 	recovery []age.Recipient // seal packs, trees and bodies to these
 	readers  *packCache
 	damaged  []error // found at Open, reported by Check
+	health   regionHealth
 }
 
 // InitOptions configure a new repository.
@@ -224,6 +225,7 @@ func (r *Repository) readConfigs(ctx context.Context) ([]configCopy, error) {
 	missing := 0
 	for _, reg := range r.regions {
 		data, err := backend.ReadAll(ctx, reg.Backend, "config", maxConfigSize)
+		r.markDown(reg, err)
 		switch {
 		case err == nil:
 			copies = append(copies, configCopy{reg.Name, data})
@@ -296,12 +298,18 @@ func (r *Repository) identities() []age.Identity {
 }
 
 // listAll returns the union of the object names under prefix in every
-// region, with their sizes as the first region listing them reports.
+// region that answers, with their sizes as the first region listing them
+// reports. Regions already known to be down are skipped while another
+// region answers.
 func (r *Repository) listAll(ctx context.Context, prefix string) (map[string]int64, error) {
 	out := map[string]int64{}
 	var errs []error
 	ok := 0
-	for _, reg := range r.regions {
+	down := r.Down()
+	for _, reg := range r.readOrder() {
+		if _, isDown := down[reg.Name]; isDown && ok > 0 {
+			continue
+		}
 		err := reg.Backend.List(ctx, prefix, func(fi backend.Info) error {
 			if _, seen := out[fi.Name]; !seen {
 				out[fi.Name] = fi.Size
@@ -309,6 +317,7 @@ func (r *Repository) listAll(ctx context.Context, prefix string) (map[string]int
 			return nil
 		})
 		if err != nil {
+			r.markDown(reg, err)
 			errs = append(errs, &RegionError{reg.Name, fmt.Errorf("list %s: %w", prefix, err)})
 			continue
 		}

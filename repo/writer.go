@@ -50,6 +50,7 @@ type Writer struct {
 	done    []indexPack // uploaded, not yet in an index file
 	written []writtenObject
 
+	regions    *regionSet
 	addedBytes atomic.Uint64
 	newBlobs   atomic.Uint64
 	indexRecip []age.Recipient
@@ -64,6 +65,10 @@ type writtenObject struct {
 type WriterOptions struct {
 	Uploaders int // packs sealed and uploaded concurrently; 0: 2
 	Level     zstd.EncoderLevel
+	// Quorum is how many regions must hold everything for the snapshot to
+	// commit; 0: DefaultQuorum. A region that fails is dropped for the run
+	// and reported by Lagging.
+	Quorum int
 }
 
 // NewWriter starts a writer. It needs the host credential (to sign) and the
@@ -89,6 +94,12 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	if err != nil {
 		return nil, &IntegrityError{Object: "config", Reason: err.Error()}
 	}
+	if opts.Quorum <= 0 {
+		opts.Quorum = DefaultQuorum(len(r.regions))
+	}
+	if opts.Quorum > len(r.regions) {
+		return nil, fmt.Errorf("repo: quorum %d exceeds the %d regions", opts.Quorum, len(r.regions))
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	g, gctx := errgroup.WithContext(ctx)
 	w := &Writer{
@@ -97,6 +108,7 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 		cur:        &packBuilder{},
 		pending:    map[crypt.ID]struct{}{},
 		indexRecip: indexRecip,
+		regions:    newRegionSet(r.regions, opts.Quorum),
 	}
 	for range opts.Uploaders {
 		g.Go(w.uploader)
@@ -230,7 +242,7 @@ func (w *Writer) upload(ctx context.Context, p *packBuilder) error {
 	}
 	hash := objectHash(sealed)
 	name := PackName(hash)
-	if err := putAll(ctx, w.r.regions, name, sealed); err != nil {
+	if err := w.regions.put(ctx, name, sealed); err != nil {
 		return fmt.Errorf("repo: upload pack: %w", err)
 	}
 	w.addedBytes.Add(uint64(len(sealed)))
@@ -256,7 +268,7 @@ func (w *Writer) writeIndex(ctx context.Context, packs []indexPack) error {
 		return err
 	}
 	name := indexName(objectHash(sealed))
-	if err := putAll(ctx, w.r.regions, name, sealed); err != nil {
+	if err := w.regions.put(ctx, name, sealed); err != nil {
 		return fmt.Errorf("repo: write index: %w", err)
 	}
 	w.doneMu.Lock()
@@ -357,31 +369,57 @@ func (w *Writer) Commit(ctx context.Context, m *Manifest, body *ManifestBody, he
 	if err != nil {
 		return nil, err
 	}
-	if err := putAll(ctx, w.r.regions, snapshotName(id), data); err != nil {
+	if err := w.regions.put(ctx, snapshotName(id), data); err != nil {
+		// Below quorum: take the manifest back from where it landed, so
+		// that no region shows a snapshot the quorum does not hold.
+		for _, reg := range w.regions.live() {
+			reg.Backend.Delete(context.WithoutCancel(ctx), snapshotName(id))
+		}
 		return nil, fmt.Errorf("repo: write snapshot %s: %w", ShortID(id), err)
 	}
 	return &Snapshot{ID: id, Manifest: *m, Signer: host.Signing.Public()}, nil
 }
 
-// confirm checks, in every region, that each object this writer wrote is
-// present with the right size: a provider that acknowledged a write and
-// dropped it must not get a manifest that references it.
+// confirm checks, in every live region, that each object this writer wrote
+// is present with the right size: a provider that acknowledged a write and
+// dropped it must not get a manifest that references it. A region that
+// fails the check is dropped; the commit needs a quorum of confirmed ones.
 func (w *Writer) confirm(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
+	regions := w.regions.live()
+	bad := make([]error, len(regions))
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
-	for _, reg := range w.r.regions {
+	for i, reg := range regions {
 		for _, o := range w.written {
 			g.Go(func() error {
-				fi, err := reg.Backend.Stat(ctx, o.name)
-				if err != nil {
-					return &RegionError{reg.Name, fmt.Errorf("confirm %s: %w", o.name, err)}
+				fi, err := reg.Backend.Stat(gctx, o.name)
+				if err == nil && fi.Size != o.size {
+					err = fmt.Errorf("size %d, wrote %d", fi.Size, o.size)
 				}
-				if fi.Size != o.size {
-					return &RegionError{reg.Name, fmt.Errorf("confirm %s: size %d, wrote %d", o.name, fi.Size, o.size)}
+				if err != nil {
+					mu.Lock()
+					if bad[i] == nil {
+						bad[i] = fmt.Errorf("confirm %s: %w", o.name, err)
+					}
+					mu.Unlock()
 				}
 				return nil
 			})
 		}
 	}
-	return g.Wait()
+	g.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i, err := range bad {
+		if err != nil {
+			w.regions.drop(regions[i], err)
+		}
+	}
+	return w.regions.check()
 }
+
+// Lagging returns the regions dropped during this run (they lack what it
+// wrote and can be healed by replication), with the reason.
+func (w *Writer) Lagging() map[string]error { return w.regions.lagging() }

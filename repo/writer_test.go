@@ -287,38 +287,59 @@ func TestCommitWritesManifestLast(t *testing.T) {
 	}
 }
 
-// A region that acknowledges a write and drops it never gets a manifest,
-// and neither does any other region.
+// A region that acknowledges a write and drops it never gets a manifest.
+// With every region required, nothing commits anywhere; with a quorum of
+// one, the snapshot commits in the healthy region and the other lags.
 func TestCommitConfirmsObjectsBeforeManifest(t *testing.T) {
 	for _, prefix := range []string{"data/", "index/"} {
-		t.Run(prefix, func(t *testing.T) {
-			e := newEnv(t, 2, crypt.KindX25519)
-			f := faulty.New(e.regions[1].Backend)
-			f.AddDrop(prefix, 1)
-			regions := []*Region{e.regions[0], {Name: "r2", Backend: f}}
-			r, err := Open(context.Background(), regions, e.keysAll())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			w := newWriter(t, r)
-			ids := saveAll(t, w, [][]byte{randomBlob(1, 5000)})
-			tree, _ := EncodeTree(&Tree{Nodes: []Node{{Name: []byte("f"), Type: NodeFile, Content: ids}}})
-			root, err := w.SaveBlob(context.Background(), TreeBlob, tree)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = w.Commit(context.Background(), &Manifest{Time: testTime, Tree: root}, &ManifestBody{}, 0, "")
-			if err == nil || !strings.Contains(err.Error(), "r2") {
-				t.Fatalf("Commit after a dropped %s write: %v, want an error naming r2", prefix, err)
-			}
-			f.VerifyAllFired(t)
-			for i := range 2 {
-				if s := e.names(i, "snapshots/"); len(s) != 0 {
-					t.Errorf("region %d holds a manifest: %v", i+1, s)
+		for _, quorum := range []int{2, 1} {
+			t.Run(fmt.Sprintf("%squorum=%d", prefix, quorum), func(t *testing.T) {
+				e := newEnv(t, 2, crypt.KindX25519)
+				f := faulty.New(e.regions[1].Backend)
+				f.AddDrop(prefix, 1)
+				regions := []*Region{e.regions[0], {Name: "r2", Backend: f}}
+				r, err := Open(context.Background(), regions, e.keysAll())
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-		})
+				defer r.Close()
+				w, err := r.NewWriter(context.Background(), WriterOptions{Quorum: quorum})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids := saveAll(t, w, [][]byte{randomBlob(1, 5000)})
+				tree, _ := EncodeTree(&Tree{Nodes: []Node{{Name: []byte("f"), Type: NodeFile, Content: ids}}})
+				root, err := w.SaveBlob(context.Background(), TreeBlob, tree)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = w.Commit(context.Background(), &Manifest{Time: testTime, Tree: root}, &ManifestBody{}, 0, "")
+				f.VerifyAllFired(t)
+				if quorum == 2 {
+					if err == nil || !strings.Contains(err.Error(), "r2") || !errors.Is(err, ErrBelowQuorum) {
+						t.Fatalf("Commit after a dropped %s write: %v, want ErrBelowQuorum naming r2", prefix, err)
+					}
+					for i := range 2 {
+						if s := e.names(i, "snapshots/"); len(s) != 0 {
+							t.Errorf("region %d holds a manifest: %v", i+1, s)
+						}
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("Commit with quorum 1: %v", err)
+				}
+				if lag := w.Lagging(); len(lag) != 1 || lag["r2"] == nil {
+					t.Errorf("Lagging() = %v, want r2", lag)
+				}
+				if n := len(e.names(0, "snapshots/")); n != 1 {
+					t.Errorf("healthy region holds %d manifests, want 1", n)
+				}
+				if s := e.names(1, "snapshots/"); len(s) != 0 {
+					t.Errorf("lagging region holds a manifest: %v", s)
+				}
+			})
+		}
 	}
 }
 

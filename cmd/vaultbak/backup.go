@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -95,6 +97,7 @@ func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags) e
 		Cache:    readFileCache(cachePath),
 		Strict:   f.strict,
 		Warn:     g.out.warn,
+		Quorum:   s.cfg.quorum(),
 		HeadSeq:  head,
 		HeadID:   headID,
 	}, progress)
@@ -130,15 +133,26 @@ func finishBackup(g *globals, dir string, res *backup.Result, cachePath string, 
 		}
 	}
 	st := snap.Stats
+	lagging := make([]string, 0, len(res.Lagging))
+	for name := range res.Lagging {
+		lagging = append(lagging, name)
+	}
+	sort.Strings(lagging)
+	for _, name := range lagging {
+		g.out.warn("region "+name, fmt.Errorf("lags: %v", res.Lagging[name]))
+	}
 	if g.json {
 		g.out.emit(map[string]any{
 			"type": "summary", "snapshot": snap.ID, "host": snap.Host, "time": snap.Time, "seq": snap.Seq,
 			"files": st.Files, "dirs": st.Dirs, "bytes": st.Bytes, "read_bytes": progress.ReadBytes.Load(),
 			"skipped_files": progress.Skipped.Load(), "added_bytes": st.AddedBytes, "new_blobs": st.NewBlobs,
-			"warnings": res.Warnings, "duration_seconds": took.Seconds(),
+			"warnings": res.Warnings, "duration_seconds": took.Seconds(), "lagging_regions": lagging,
 		})
 	} else {
 		g.out.textf("snapshot %s saved: %d files, %d dirs, %s; %s added in %.1fs\n", repo.ShortID(snap.ID), st.Files, st.Dirs, humanBytes(st.Bytes), humanBytes(st.AddedBytes), took.Seconds())
+	}
+	if len(lagging) > 0 {
+		return withHint(&warningsError{fmt.Sprintf("snapshot %s committed in a quorum of regions, but region(s) %s lag", repo.ShortID(snap.ID), strings.Join(lagging, ", "))}, "when the region is back, run 'vaultbak replicate sync' to heal it")
 	}
 	if res.Warnings > 0 {
 		return &warningsError{fmt.Sprintf("snapshot %s saved with %d warning(s): see the lines above", repo.ShortID(snap.ID), res.Warnings)}
@@ -178,7 +192,7 @@ func runBackupStdin(ctx context.Context, g *globals, args []string, f backupFlag
 	stop := g.out.progress(func() string {
 		return fmt.Sprintf("backup: %s read from stdin", humanBytes(progress.ReadBytes.Load()))
 	})
-	res, err := backup.Stream(ctx, r, f.stdinName, os.Stdin, backup.Options{Tags: f.tags, Set: f.set, HeadSeq: head, HeadID: headID}, progress)
+	res, err := backup.Stream(ctx, r, f.stdinName, os.Stdin, backup.Options{Tags: f.tags, Set: f.set, Quorum: s.cfg.quorum(), HeadSeq: head, HeadID: headID}, progress)
 	stop()
 	if err != nil {
 		return err

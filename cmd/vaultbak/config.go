@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,7 +13,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"vaultbak/backend"
 	"vaultbak/backend/local"
+	"vaultbak/backend/s3"
 	"vaultbak/repo"
 )
 
@@ -33,6 +37,8 @@ type regionConfig struct {
 	AccessKeyIDEnv     string   `yaml:"access_key_id_env"`
 	SecretAccessKeyEnv string   `yaml:"secret_access_key_env"`
 	CACert             string   `yaml:"ca_cert"`
+	Region             string   `yaml:"region"` // the S3 bucket's region, when the provider needs it
+	AllowInsecureHTTP  bool     `yaml:"allow_insecure_http"`
 	Tags               []string `yaml:"tags"`
 }
 
@@ -103,12 +109,12 @@ func (c *fileConfig) resolve(p string) string {
 }
 
 // openRegions opens the backend of every region. Only init may create a
-// local region's directory: elsewhere a missing directory (an unmounted
-// disk) must not silently become an empty region on another disk.
-func (c *fileConfig) openRegions(create bool) ([]*repo.Region, error) {
+// local region's directory or an S3 bucket: elsewhere a missing directory
+// (an unmounted disk) must not silently become an empty region.
+func (c *fileConfig) openRegions(ctx context.Context, create bool) ([]*repo.Region, error) {
 	var out []*repo.Region
 	for _, rc := range c.Regions {
-		b, err := c.openBackend(rc, create)
+		b, err := c.openBackend(ctx, rc, create)
 		if err != nil {
 			return nil, err
 		}
@@ -117,19 +123,31 @@ func (c *fileConfig) openRegions(create bool) ([]*repo.Region, error) {
 	return out, nil
 }
 
-func (c *fileConfig) openBackend(rc regionConfig, create bool) (*local.Local, error) {
+// quorum returns the configured quorum or the default.
+func (c *fileConfig) quorum() int {
+	if c.Quorum > 0 {
+		return c.Quorum
+	}
+	return repo.DefaultQuorum(len(c.Regions))
+}
+
+func (c *fileConfig) openBackend(ctx context.Context, rc regionConfig, create bool) (backend.Backend, error) {
 	u := rc.URL
 	switch {
+	case strings.HasPrefix(u, "s3://"), strings.HasPrefix(u, "s3+http://"), strings.HasPrefix(u, "s3+https://"):
+		return c.openS3(ctx, rc, create)
 	case strings.HasPrefix(u, "file://"):
 		u = strings.TrimPrefix(u, "file://")
 	case strings.Contains(u, "://"):
 		scheme, _, _ := strings.Cut(u, "://")
-		return nil, withHint(usagef("region %s: url scheme %q is not supported", rc.Name, scheme), "use a local directory path or file:// URL")
+		return nil, withHint(usagef("region %s: url scheme %q is not supported", rc.Name, scheme), "use a local directory, file:///path, s3://host/bucket/prefix (HTTPS) or s3+http://127.0.0.1:port/bucket (loopback)")
 	}
 	dir := c.resolve(u)
 	if !create {
 		if _, err := os.Stat(dir); err != nil {
-			return nil, withHint(fmt.Errorf("region %s: %w", rc.Name, err), "is the disk mounted? a new repository is created with 'vaultbak init'")
+			// Reads carry on from the other regions; a write counts it as
+			// failed and commits if a quorum of others holds everything.
+			return unavailable{dir, fmt.Errorf("region directory: %w (is the disk mounted?)", err)}, nil
 		}
 	}
 	b, err := local.New(dir)
@@ -138,3 +156,54 @@ func (c *fileConfig) openBackend(rc regionConfig, create bool) (*local.Local, er
 	}
 	return b, nil
 }
+
+func (c *fileConfig) openS3(ctx context.Context, rc regionConfig, create bool) (backend.Backend, error) {
+	sc, err := s3.ParseURL(rc.URL, rc.AllowInsecureHTTP)
+	if err != nil {
+		return nil, usagef("region %s: %v", rc.Name, err)
+	}
+	if rc.AllowInsecureHTTP && !sc.Secure {
+		fmt.Fprintf(os.Stderr, "WARNING: region %s uses plain HTTP to %s: data is encrypted, but credentials and object names cross the network in clear\n", rc.Name, sc.Endpoint)
+	}
+	if rc.AccessKeyIDEnv != "" || rc.SecretAccessKeyEnv != "" {
+		sc.AccessKeyID = os.Getenv(rc.AccessKeyIDEnv)
+		sc.SecretAccessKey = os.Getenv(rc.SecretAccessKeyEnv)
+		if sc.AccessKeyID == "" || sc.SecretAccessKey == "" {
+			return nil, withHint(usagef("region %s: credentials: environment variable %s or %s is empty", rc.Name, rc.AccessKeyIDEnv, rc.SecretAccessKeyEnv), "export both variables named in the config (the config holds names, never secrets)")
+		}
+	}
+	sc.CACertFile = c.resolve(rc.CACert)
+	sc.Region = rc.Region
+	b, err := s3.New(sc)
+	if err != nil {
+		return nil, fmt.Errorf("region %s: %w", rc.Name, err)
+	}
+	if create {
+		if err := b.EnsureBucket(ctx); err != nil {
+			return nil, fmt.Errorf("region %s: %w", rc.Name, err)
+		}
+	}
+	return b, nil
+}
+
+// unavailable is a region that could not be opened: every operation fails
+// with why, so reads fall back to other regions and writes drop it.
+type unavailable struct {
+	where string
+	err   error
+}
+
+var _ backend.Backend = unavailable{}
+
+func (u unavailable) Location() string                          { return u.where }
+func (u unavailable) Put(context.Context, string, []byte) error { return u.err }
+func (u unavailable) Open(context.Context, string) (backend.Object, error) {
+	return nil, u.err
+}
+func (u unavailable) Get(context.Context, string) (io.ReadCloser, error) { return nil, u.err }
+func (u unavailable) Stat(context.Context, string) (backend.Info, error) {
+	return backend.Info{}, u.err
+}
+func (u unavailable) List(context.Context, string, func(backend.Info) error) error { return u.err }
+func (u unavailable) Delete(context.Context, string) error                         { return u.err }
+func (u unavailable) Close() error                                                 { return nil }

@@ -81,6 +81,8 @@ func hintFor(err error) string {
 		return "pass the recovery identity with --identity FILE or VAULTBAK_IDENTITY"
 	case errors.Is(err, crypt.ErrNoIdentity):
 		return "the key given is not one of this repository's; check --identity / --host-key"
+	case errors.Is(err, repo.ErrBelowQuorum):
+		return "nothing was committed; bring the failing regions back (or lower quorum in the config) and run the backup again"
 	case errors.Is(err, repo.ErrNoRepository):
 		return "create one with: vaultbak init --recovery-recipient age1..."
 	case errors.Is(err, repo.ErrIntegrity):

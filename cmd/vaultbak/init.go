@@ -71,7 +71,7 @@ func runInit(ctx context.Context, g *globals, recipients, files []string, host, 
 	if _, err := os.Stat(hk); err == nil {
 		return withHint(usagef("host credential %s already exists", hk), "a host credential belongs to one repository; pass another --host-key path")
 	}
-	regions, err := cfg.openRegions(true)
+	regions, err := cfg.openRegions(ctx, true)
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,7 @@ Exit codes: 0 success, 1 failure, 2 usage or configuration error,
 		newRestoreCmd(g),
 		newDumpCmd(g),
 		newCheckCmd(g),
+		newReplicateCmd(g),
 	)
 	return root
 }
@@ -86,7 +87,7 @@ func run(args []string) int {
 	switch {
 	case err == nil:
 	case errors.As(err, &we):
-		g.out.errorLine(err, "")
+		g.out.errorLine(err, hintFor(err))
 	case code == exitInterrupted:
 		g.out.errorLine(errors.New("interrupted; what was written so far is reused by the next run"), "")
 	default:

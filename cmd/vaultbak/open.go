@@ -107,7 +107,7 @@ func (g *globals) open(ctx context.Context, need keyNeeds) (*session, error) {
 			}
 		}
 	}
-	regions, err := cfg.openRegions(false)
+	regions, err := cfg.openRegions(ctx, false)
 	if err != nil {
 		return nil, err
 	}

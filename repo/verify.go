@@ -1,0 +1,57 @@
+package repo
+
+import (
+	"fmt"
+	"strings"
+)
+
+// VerifyObject checks, without any key, that data is a plausible copy of
+// the object called name: packs, index files and key files must hash to
+// their names, manifests must hash to their IDs and carry a valid
+// signature. Replication uses it before it copies an object into a region.
+// The config cannot be checked without the secrets; it passes.
+func VerifyObject(name string, data []byte) error {
+	switch {
+	case name == "config":
+		if _, _, err := decodeConfig(data); err != nil {
+			return err
+		}
+		return nil
+	case strings.HasPrefix(name, "data/"), strings.HasPrefix(name, "index/"), strings.HasPrefix(name, "keys/"):
+		want, ok := hashFromName(name)
+		if !ok {
+			return fmt.Errorf("unexpected object name %s", name)
+		}
+		if objectHash(data) != want {
+			return fmt.Errorf("%s: content does not match its hash", name)
+		}
+		return nil
+	case strings.HasPrefix(name, "snapshots/"):
+		if _, err := decodeManifest(strings.TrimPrefix(name, "snapshots/"), data); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("unexpected object name %s", name)
+}
+
+// ManifestHead is what replication needs to know of a manifest without
+// keys: whose chain it belongs to and where.
+type ManifestHead struct {
+	ID   string
+	Host string
+	Seq  uint64
+}
+
+// ParseManifestHead reads a stored manifest's host and chain position,
+// verifying its name and signature but not the signer's enrolment.
+func ParseManifestHead(id string, data []byte) (ManifestHead, error) {
+	s, err := decodeManifest(id, data)
+	if err != nil {
+		return ManifestHead{}, err
+	}
+	return ManifestHead{ID: id, Host: s.Host, Seq: s.Seq}, nil
+}
+
+// MaxObjectSize bounds any object vaultbak reads whole from a region.
+const MaxObjectSize = 1 << 30
