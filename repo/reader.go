@@ -74,7 +74,10 @@ func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openP
 		if err != nil {
 			obj.Close()
 			if errors.Is(err, crypt.ErrNoIdentity) {
-				return nil, ErrNeedRecovery
+				// LoadBlob runs only with a recovery identity, which every
+				// pack is sealed to: a header it cannot open is damaged
+				// or was not written by this repository.
+				return nil, &headerError{IntegrityError{Region: reg.Name, Object: PackName(pack), Reason: "the recovery identity cannot open its header: damaged or not sealed by this repository"}}
 			}
 			return nil, &IntegrityError{Region: reg.Name, Object: PackName(pack), Reason: err.Error()}
 		}
@@ -141,6 +144,12 @@ func (c *packCache) close() {
 	}
 }
 
+// headerError is a pack header that no given identity opens: damage in one
+// region, or the wrong identity when it happens in every region.
+type headerError struct{ IntegrityError }
+
+func (e *headerError) Unwrap() error { return &e.IntegrityError }
+
 // LoadBlob returns the plaintext of blob id, verified against its keyed ID.
 // It reads from the regions in order and falls back to the next region when
 // the pack is missing or the blob is damaged there. buf, if large enough, is
@@ -154,9 +163,10 @@ func (r *Repository) LoadBlob(ctx context.Context, id crypt.ID, buf []byte) ([]b
 		return nil, &IntegrityError{Object: "blob " + id.String(), Reason: "not in the index"}
 	}
 	var errs []error
-	for _, reg := range r.readOrder() {
+	for i, reg := range r.readOrder() {
 		data, err := r.loadBlobFrom(ctx, reg, loc, buf)
 		if err == nil {
+			r.served.record(reg.Name, loc.Length, i > 0, errs)
 			return data, nil
 		}
 		if ctx.Err() != nil {
@@ -167,11 +177,18 @@ func (r *Repository) LoadBlob(ctx context.Context, id crypt.ID, buf []byte) ([]b
 		r.readers.drop(reg.Name, loc.Pack)
 		errs = append(errs, err)
 	}
-	missing := 0
+	missing, unopened := 0, 0
 	for _, e := range errs {
-		if errors.Is(e, backend.ErrNotFound) {
+		var he *headerError
+		switch {
+		case errors.Is(e, backend.ErrNotFound):
 			missing++
+		case errors.As(e, &he):
+			unopened++
 		}
+	}
+	if unopened == len(r.regions) {
+		return nil, fmt.Errorf("repo: %w: the given recovery identity opens no copy of %s", ErrNeedRecovery, PackName(loc.Pack))
 	}
 	if missing == len(r.regions) {
 		return nil, &IntegrityError{Object: PackName(loc.Pack), Reason: fmt.Sprintf("indexed pack is missing in every region (needed for %s %s)", loc.Type, id)}
@@ -253,4 +270,54 @@ func (r *Repository) LoadTree(ctx context.Context, id crypt.ID) (*Tree, error) {
 		return nil, &IntegrityError{Object: "tree " + id.String(), Reason: err.Error()}
 	}
 	return t, nil
+}
+
+// ServedStats counts what one region served during a session.
+type ServedStats struct {
+	Blobs uint64 `json:"blobs"` // blobs read from this region
+	Bytes uint64 `json:"bytes"` // their stored bytes
+	// Failovers counts blobs this region served after an earlier region
+	// failed to.
+	Failovers uint64 `json:"failovers"`
+}
+
+type servedLog struct {
+	mu       sync.Mutex
+	byRegion map[string]*ServedStats
+	failures []string // why earlier regions failed, for failovers
+}
+
+func (l *servedLog) record(region string, n uint32, failover bool, errs []error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byRegion == nil {
+		l.byRegion = map[string]*ServedStats{}
+	}
+	s := l.byRegion[region]
+	if s == nil {
+		s = &ServedStats{}
+		l.byRegion[region] = s
+	}
+	s.Blobs++
+	s.Bytes += uint64(n)
+	if failover {
+		s.Failovers++
+		if len(l.failures) < 100 {
+			for _, e := range errs {
+				l.failures = append(l.failures, e.Error())
+			}
+		}
+	}
+}
+
+// Served returns, per region, what it served in this session, and the
+// errors that made reads fail over (the first hundred).
+func (r *Repository) Served() (map[string]ServedStats, []string) {
+	r.served.mu.Lock()
+	defer r.served.mu.Unlock()
+	out := make(map[string]ServedStats, len(r.served.byRegion))
+	for k, v := range r.served.byRegion {
+		out[k] = *v
+	}
+	return out, append([]string(nil), r.served.failures...)
 }

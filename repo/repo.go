@@ -49,6 +49,7 @@ type Repository struct {
 	readers  *packCache
 	damaged  []error // found at Open, reported by Check
 	health   regionHealth
+	served   servedLog
 }
 
 // InitOptions configure a new repository.

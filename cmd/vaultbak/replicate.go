@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"vaultbak/repo"
 	"vaultbak/replicate"
+	"vaultbak/repo"
 )
 
 func newReplicateCmd(g *globals) *cobra.Command {

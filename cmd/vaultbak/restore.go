@@ -96,10 +96,19 @@ func runRestore(ctx context.Context, g *globals, ref string, f restoreFlags) err
 		return fmt.Errorf("restore of snapshot %s: %w", repo.ShortID(snap.ID), err)
 	}
 	took := time.Since(start)
+	served, failures := s.repo.Served()
+	failovers := uint64(0)
+	for _, st := range served {
+		failovers += st.Failovers
+	}
 	if g.json {
-		g.out.emit(map[string]any{"type": "summary", "snapshot": snap.ID, "target": f.target, "files": res.Files, "dirs": res.Dirs, "others": res.Others, "bytes": res.Bytes, "warnings": res.Warnings, "duration_seconds": took.Seconds(), "verified": true})
+		g.out.emit(map[string]any{"type": "summary", "snapshot": snap.ID, "target": f.target, "files": res.Files, "dirs": res.Dirs, "others": res.Others, "bytes": res.Bytes, "warnings": res.Warnings, "duration_seconds": took.Seconds(), "verified": true,
+			"regions": served, "failovers": failovers, "failover_errors": failures})
 	} else {
 		g.out.textf("restored snapshot %s to %s: %d files, %d dirs, %s verified in %.1fs\n", repo.ShortID(snap.ID), f.target, res.Files, res.Dirs, humanBytes(res.Bytes), took.Seconds())
+		if failovers > 0 {
+			g.out.textf("%d chunk(s) came from another region because the preferred region lacked them or held them damaged\n", failovers)
+		}
 	}
 	if res.Warnings > 0 {
 		return &warningsError{fmt.Sprintf("restore completed with %d warning(s)", res.Warnings)}
