@@ -80,3 +80,16 @@ var errStop = errors.New("stop walking")
 
 // ErrNotInSnapshot is returned by Find for a path the snapshot does not hold.
 var ErrNotInSnapshot = errors.New("no such path in the snapshot")
+
+// StreamName returns the file name of a stream snapshot (one made from
+// standard input or a command): its root holds exactly one regular file.
+func StreamName(ctx context.Context, r *repo.Repository, snap *repo.Snapshot) (string, error) {
+	t, err := r.LoadTree(ctx, snap.Tree)
+	if err != nil {
+		return "", err
+	}
+	if len(t.Nodes) != 1 || t.Nodes[0].Type != repo.NodeFile {
+		return "", errors.New("not a stream snapshot (its root holds more than one file)")
+	}
+	return "/" + string(t.Nodes[0].Name), nil
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,12 +22,13 @@ type backupFlags struct {
 	strict         bool
 	stdin          bool
 	stdinName      string
+	fromCommand    bool
 }
 
 func newBackupCmd(g *globals) *cobra.Command {
 	var f backupFlags
 	cmd := &cobra.Command{
-		Use:   "backup PATH... [--tag T] [--exclude PATTERN] [--set NAME]",
+		Use:   "backup PATH... | --stdin --stdin-filename NAME | --stdin-filename NAME --stdin-from-command -- CMD ARG...",
 		Short: "Back up files and directories into a new snapshot",
 		Long: `Back up files and directories into a new snapshot, signed by this host.
 Needs only the host credential. Unchanged files are skipped by their
@@ -36,6 +38,12 @@ Exclude patterns: a pattern without a slash matches an entry's name at any
 depth ("*.tmp"); one with a slash matches an absolute path and everything
 below it ("/home/*/.cache").`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.fromCommand {
+				dash := cmd.ArgsLenAtDash()
+				if dash != 0 || len(args) == 0 {
+					return usagef("--stdin-from-command needs the command after --, e.g. backup --stdin-filename db.sql --stdin-from-command -- pg_dump mydb")
+				}
+			}
 			return runBackup(cmd.Context(), g, args, f)
 		},
 	}
@@ -45,12 +53,13 @@ below it ("/home/*/.cache").`,
 	fl.StringVar(&f.set, "set", "", "name of the backup set the snapshot belongs to")
 	fl.BoolVar(&f.strict, "strict", false, "fail instead of warning on an unreadable file")
 	fl.BoolVar(&f.stdin, "stdin", false, "back up standard input as one file named --stdin-filename")
-	fl.StringVar(&f.stdinName, "stdin-filename", "", "file name for a --stdin backup")
+	fl.StringVar(&f.stdinName, "stdin-filename", "", "file name for a --stdin or --stdin-from-command backup")
+	fl.BoolVar(&f.fromCommand, "stdin-from-command", false, "back up the standard output of the command after --; its failure commits nothing")
 	return cmd
 }
 
 func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags) error {
-	if f.stdin {
+	if f.stdin || f.fromCommand {
 		return runBackupStdin(ctx, g, paths, f)
 	}
 	if len(paths) == 0 {
@@ -161,11 +170,14 @@ func finishBackup(g *globals, dir string, res *backup.Result, cachePath string, 
 }
 
 func runBackupStdin(ctx context.Context, g *globals, args []string, f backupFlags) error {
-	if len(args) > 0 {
+	if f.stdin && f.fromCommand {
+		return usagef("--stdin and --stdin-from-command exclude each other")
+	}
+	if f.stdin && len(args) > 0 {
 		return usagef("backup --stdin takes no PATH arguments")
 	}
 	if f.stdinName == "" {
-		return usagef("backup --stdin needs --stdin-filename NAME")
+		return usagef("a stream backup needs --stdin-filename NAME")
 	}
 	s, err := g.open(ctx, needHost)
 	if err != nil {
@@ -190,10 +202,22 @@ func runBackupStdin(ctx context.Context, g *globals, args []string, f backupFlag
 	start := time.Now()
 	progress := &backup.Progress{}
 	stop := g.out.progress(func() string {
-		return fmt.Sprintf("backup: %s read from stdin", humanBytes(progress.ReadBytes.Load()))
+		return fmt.Sprintf("backup: %s of %s read", humanBytes(progress.ReadBytes.Load()), f.stdinName)
 	})
-	res, err := backup.Stream(ctx, r, f.stdinName, os.Stdin, backup.Options{Tags: f.tags, Set: f.set, Quorum: s.cfg.quorum(), HeadSeq: head, HeadID: headID}, progress)
+	var src io.Reader = os.Stdin
+	var cmdSrc *commandSource
+	if f.fromCommand {
+		if cmdSrc, err = startCommandSource(ctx, args); err != nil {
+			stop()
+			return err
+		}
+		src = cmdSrc
+	}
+	res, err := backup.Stream(ctx, r, f.stdinName, src, backup.Options{Tags: f.tags, Set: f.set, Quorum: s.cfg.quorum(), HeadSeq: head, HeadID: headID}, progress)
 	stop()
+	if cmdSrc != nil {
+		cmdSrc.abort()
+	}
 	if err != nil {
 		return err
 	}

@@ -12,18 +12,19 @@ import (
 )
 
 type restoreFlags struct {
-	target   string
-	at       string
-	host     string
-	set      string
-	tags     []string
-	includes []string
+	target    string
+	at        string
+	host      string
+	set       string
+	tags      []string
+	includes  []string
+	toCommand bool
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
 	var f restoreFlags
 	cmd := &cobra.Command{
-		Use:   "restore SNAPSHOT|latest --target DIR [--at TIME] [--include PATH]...",
+		Use:   "restore SNAPSHOT|latest (--target DIR [--include PATH]... | --to-command -- CMD ARG...) [--at TIME]",
 		Short: "Restore a snapshot into a directory, verified (needs the recovery identity)",
 		Long: `Restore a snapshot into --target. Paths are restored below the target as
 they were on the host (/home/a/x becomes DIR/home/a/x). Every chunk is
@@ -31,9 +32,25 @@ verified against its keyed ID and every file against its content hash
 before it takes its final name.
 
 --at TIME (RFC 3339, or "2006-01-02 15:04") with "latest" picks the newest
-snapshot at or before TIME, among --host/--set/--tag when given.`,
-		Args: cobra.ExactArgs(1),
+snapshot at or before TIME, among --host/--set/--tag when given.
+
+--to-command -- CMD ARG... feeds a stream snapshot (made with --stdin or
+--stdin-from-command) into CMD's standard input, each chunk verified before
+it is written. When verification fails the command is stopped and vaultbak
+exits 4: make the command atomic where it can be (psql --single-transaction,
+pg_restore --single-transaction), so a stopped restore leaves nothing half done.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			dash := cmd.ArgsLenAtDash()
+			if f.toCommand {
+				if dash != 1 || len(args) < 2 {
+					return usagef("--to-command needs the command after --, e.g. restore latest --to-command -- psql -d mydb")
+				}
+				return runRestoreToCommand(cmd.Context(), g, args[0], args[1:], f)
+			}
+			if len(args) != 1 {
+				return usagef("restore takes one SNAPSHOT (got %d arguments)", len(args))
+			}
 			return runRestore(cmd.Context(), g, args[0], f)
 		},
 	}
@@ -44,6 +61,7 @@ snapshot at or before TIME, among --host/--set/--tag when given.`,
 	fl.StringVar(&f.set, "set", "", "with latest: only snapshots of this backup set")
 	fl.StringArrayVar(&f.tags, "tag", nil, "with latest: only snapshots with this tag")
 	fl.StringArrayVar(&f.includes, "include", nil, "restore only this snapshot path and what is below it (repeatable)")
+	fl.BoolVar(&f.toCommand, "to-command", false, "feed a stream snapshot (backup --stdin…) into the standard input of the command after --")
 	return cmd
 }
 
@@ -112,6 +130,45 @@ func runRestore(ctx context.Context, g *globals, ref string, f restoreFlags) err
 	}
 	if res.Warnings > 0 {
 		return &warningsError{fmt.Sprintf("restore completed with %d warning(s)", res.Warnings)}
+	}
+	return nil
+}
+
+func runRestoreToCommand(ctx context.Context, g *globals, ref string, args []string, f restoreFlags) error {
+	if f.target != "" || len(f.includes) > 0 {
+		return usagef("--to-command excludes --target and --include")
+	}
+	flt, err := f.filter()
+	if err != nil {
+		return err
+	}
+	s, err := g.open(ctx, needRecovery)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	snap, err := findSnapshot(ctx, s.repo, ref, flt)
+	if err != nil {
+		return err
+	}
+	name, err := restore.StreamName(ctx, s.repo, snap)
+	if err != nil {
+		return withHint(usagef("snapshot %s: %v", repo.ShortID(snap.ID), err), "for a file snapshot use 'vaultbak dump SNAPSHOT PATH | CMD' or restore --target")
+	}
+	sink, err := startCommandSink(ctx, args)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	err = restore.Dump(ctx, s.repo, snap, name, sink)
+	if ferr := sink.finish(err != nil); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return fmt.Errorf("restore of snapshot %s into %s: %w", repo.ShortID(snap.ID), sink.name, err)
+	}
+	if g.json {
+		g.out.emit(map[string]any{"type": "summary", "snapshot": snap.ID, "stream": name, "bytes": snap.Stats.Bytes, "duration_seconds": time.Since(start).Seconds(), "verified": true})
 	}
 	return nil
 }
