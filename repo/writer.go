@@ -105,15 +105,22 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	w := &Writer{
 		r: r, enc: enc, ctx: ctx, cancel: cancel, g: g, gctx: gctx,
 		packs:      make(chan *packBuilder),
-		cur:        &packBuilder{},
+		cur:        nil,
 		pending:    map[crypt.ID]struct{}{},
 		indexRecip: indexRecip,
 		regions:    newRegionSet(r.regions, opts.Quorum),
 	}
+	w.cur = w.newPack()
 	for range opts.Uploaders {
 		g.Go(w.uploader)
 	}
 	return w, nil
+}
+
+// newPack returns an empty pack whose buffer already holds a full pack and
+// one more chunk, so filling it never reallocates (and copies) it.
+func (w *Writer) newPack() *packBuilder {
+	return &packBuilder{buf: make([]byte, 0, w.r.cfg.PackSize+w.r.cfg.Chunker.Max+64<<10)}
 }
 
 // Secrets returns the repository secrets (for IDs and chunking).
@@ -169,7 +176,7 @@ func (w *Writer) SaveBlobID(ctx context.Context, t BlobType, id crypt.ID, data [
 	w.cur.add(id, t, flags, stored, len(data))
 	var full *packBuilder
 	if w.cur.size() >= w.r.cfg.PackSize {
-		full, w.cur = w.cur, &packBuilder{}
+		full, w.cur = w.cur, w.newPack()
 	}
 	w.mu.Unlock()
 	w.newBlobs.Add(1)
@@ -298,7 +305,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 	}
 	w.flushed = true
 	last := w.cur
-	w.cur = &packBuilder{}
+	w.cur = w.newPack()
 	w.mu.Unlock()
 	err := w.flush(ctx, last)
 	w.mu.Lock()
