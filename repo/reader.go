@@ -224,6 +224,10 @@ func (r *Repository) loadBlobFrom(ctx context.Context, reg *Region, loc Location
 	return data, nil
 }
 
+// maxUndeclaredFrame is the largest blob whose zstd frame may omit its
+// size (the encoder omits it below 256 bytes).
+const maxUndeclaredFrame = 4 << 10
+
 func decodeBlob(stored []byte, flags uint8, rawLen uint32, buf []byte) ([]byte, error) {
 	if flags&flagZstd == 0 {
 		if uint32(len(stored)) != rawLen {
@@ -238,10 +242,14 @@ func decodeBlob(stored []byte, flags uint8, rawLen uint32, buf []byte) ([]byte, 
 	if err := hdr.Decode(stored); err != nil {
 		return nil, err
 	}
-	if !hdr.HasFCS || hdr.FrameContentSize != uint64(rawLen) {
-		// vaultbak's frames always declare their size; refusing others
-		// keeps a forged frame from making the decoder allocate more.
+	switch {
+	case hdr.HasFCS && hdr.FrameContentSize != uint64(rawLen):
 		return nil, fmt.Errorf("frame declares %d bytes, want %d", hdr.FrameContentSize, rawLen)
+	case !hdr.HasFCS && rawLen > maxUndeclaredFrame:
+		// The encoder declares the size of every frame but tiny ones;
+		// refusing other undeclared frames keeps a forged one from making
+		// the decoder allocate more than the index says.
+		return nil, fmt.Errorf("frame of %d bytes does not declare its size", rawLen)
 	}
 	if cap(buf) < int(rawLen) {
 		buf = make([]byte, 0, rawLen)

@@ -33,7 +33,7 @@ func runDump(ctx context.Context, g *globals, ref, p string) error {
 		return err
 	}
 	defer s.Close()
-	snap, err := findSnapshot(ctx, s.repo, ref, repo.Filter{})
+	snap, err := findSnapshot(ctx, s, ref, repo.Filter{})
 	if err != nil {
 		return err
 	}

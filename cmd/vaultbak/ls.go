@@ -37,7 +37,7 @@ func runLs(ctx context.Context, g *globals, ref, under string, long bool) error 
 		return err
 	}
 	defer s.Close()
-	snap, err := findSnapshot(ctx, s.repo, ref, repo.Filter{})
+	snap, err := findSnapshot(ctx, s, ref, repo.Filter{})
 	if err != nil {
 		return err
 	}
@@ -101,8 +101,12 @@ func typeBits(t string) fs.FileMode {
 }
 
 // findSnapshot resolves a SNAPSHOT argument with a clear error.
-func findSnapshot(ctx context.Context, r *repo.Repository, ref string, f repo.Filter) (*repo.Snapshot, error) {
-	snap, err := r.FindSnapshot(ctx, ref, f)
+func findSnapshot(ctx context.Context, s *session, ref string, f repo.Filter) (*repo.Snapshot, error) {
+	all, err := s.snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := repo.Pick(all, ref, f)
 	if errors.Is(err, repo.ErrSnapshotRef) {
 		return nil, withHint(usagef("%v", err), "list snapshots with 'vaultbak snapshots'")
 	}

@@ -121,6 +121,20 @@ func (g *globals) open(ctx context.Context, need keyNeeds) (*session, error) {
 // stateDir is where this host keeps its state for the repository: the
 // chain high-water mark and the file metadata cache.
 func stateDir(c *fileConfig, repoID, host string) (string, error) {
+	base, err := stateBase(c)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(base, repoID, host)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// stateBase is the directory holding this machine's state of every
+// repository: VAULTBAK_CACHE_DIR, cache_dir, or the user cache directory.
+func stateBase(c *fileConfig) (string, error) {
 	base := os.Getenv("VAULTBAK_CACHE_DIR")
 	if base == "" && c.CacheDir != "" {
 		base = c.resolve(c.CacheDir)
@@ -132,11 +146,37 @@ func stateDir(c *fileConfig, repoID, host string) (string, error) {
 		}
 		base = filepath.Join(d, "vaultbak")
 	}
-	dir := filepath.Join(base, repoID, host)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
+	return base, nil
+}
+
+// snapshots reads and verifies the repository's snapshots, and compares
+// each host's chain with the high-water mark this machine recorded when it
+// committed for that host: all regions rolled back at once is an integrity
+// failure no region can reveal by itself.
+func (s *session) snapshots(ctx context.Context) ([]*repo.Snapshot, error) {
+	snaps, err := s.repo.Snapshots(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return dir, nil
+	base, err := stateBase(s.cfg)
+	if err != nil {
+		return snaps, nil // no local state: nothing to compare with
+	}
+	dir := filepath.Join(base, s.repo.Config().ID)
+	hosts, err := os.ReadDir(dir)
+	if err != nil {
+		return snaps, nil
+	}
+	for _, h := range hosts {
+		hw, err := readHighWater(filepath.Join(dir, h.Name()))
+		if err != nil || hw.Seq == 0 {
+			continue
+		}
+		if _, _, err := chainHead(snaps, h.Name(), hw); err != nil {
+			return nil, err
+		}
+	}
+	return snaps, nil
 }
 
 func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

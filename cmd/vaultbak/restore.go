@@ -99,7 +99,7 @@ func runRestore(ctx context.Context, g *globals, ref string, f restoreFlags) err
 		return err
 	}
 	defer s.Close()
-	snap, err := findSnapshot(ctx, s.repo, ref, flt)
+	snap, err := findSnapshot(ctx, s, ref, flt)
 	if err != nil {
 		return err
 	}
@@ -147,7 +147,7 @@ func runRestoreToCommand(ctx context.Context, g *globals, ref string, args []str
 		return err
 	}
 	defer s.Close()
-	snap, err := findSnapshot(ctx, s.repo, ref, flt)
+	snap, err := findSnapshot(ctx, s, ref, flt)
 	if err != nil {
 		return err
 	}

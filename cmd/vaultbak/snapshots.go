@@ -34,7 +34,7 @@ func runSnapshots(ctx context.Context, g *globals, f repo.Filter) error {
 		return err
 	}
 	defer s.Close()
-	all, err := s.repo.Snapshots(ctx)
+	all, err := s.snapshots(ctx)
 	if err != nil {
 		return err
 	}
