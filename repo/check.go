@@ -186,6 +186,7 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 		}
 	}
 	res.Problems = append(res.Problems, r.damaged...)
+	res.Warnings = append(res.Warnings, r.lagging...)
 
 	if opts.ReadData {
 		if !r.CanRead() {

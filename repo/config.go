@@ -34,6 +34,12 @@ type Config struct {
 	KeyKind     string       `json:"key_kind"`    // crypt.KindHybrid or crypt.KindX25519
 	Recovery    []string     `json:"recovery_recipients"`
 	Hosts       []HostEntry  `json:"hosts"`
+	// Keys names the keys/ object holding the current secrets (sealed to
+	// Recovery and the writers of the non-revoked Hosts).
+	Keys string `json:"keys"`
+	// Serial counts config changes; a host remembers the newest it saw,
+	// so an older config served again (a revoked host restored) is caught.
+	Serial uint64 `json:"serial"`
 }
 
 // HostEntry is one enrolled backup host.
@@ -43,6 +49,10 @@ type HostEntry struct {
 	SigningKey      crypt.PublicKey `json:"signing_key"`
 	Enrolled        time.Time       `json:"enrolled"`
 	Revoked         *time.Time      `json:"revoked,omitempty"`
+	// RevokedAfter is the host's newest chain position when it was
+	// revoked: a manifest further along is rejected whatever time it
+	// claims.
+	RevokedAfter uint64 `json:"revoked_after,omitempty"`
 }
 
 // Writers returns the recipients of every non-revoked host.
@@ -76,8 +86,7 @@ type configFile struct {
 const configFormat = "vaultbak-config"
 
 func configMAC(s *Secrets, raw []byte) string {
-	k := s.Master.Derive("config mac")
-	return k.Sum(raw).String()
+	return s.ConfigKey.Sum(raw).String()
 }
 
 func encodeConfig(c *Config, s *Secrets) ([]byte, error) {

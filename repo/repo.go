@@ -47,9 +47,12 @@ type Repository struct {
 	index    *Index
 	recovery []age.Recipient // seal packs, trees and bodies to these
 	readers  *packCache
-	damaged  []error // found at Open, reported by Check
-	health   regionHealth
-	served   servedLog
+	damaged  []error  // found at Open, reported by Check
+	lagging  []string // found at Open: regions holding an older config
+
+	unreadableIndex int // index files the writer identity does not open
+	health          regionHealth
+	served          servedLog
 }
 
 // InitOptions configure a new repository.
@@ -123,6 +126,8 @@ func Init(ctx context.Context, regions []*Region, opts InitOptions) (*Repository
 	if err != nil {
 		return nil, nil, err
 	}
+	cfg.Keys = keyName
+	cfg.Serial = 1
 	cfgData, err := encodeConfig(cfg, secrets)
 	if err != nil {
 		return nil, nil, err
@@ -169,16 +174,22 @@ func Open(ctx context.Context, regions []*Region, keys Keys) (*Repository, error
 	if err != nil {
 		return nil, err
 	}
+	sortBySerial(copies)
 	if keys.Host != nil && keys.Host.Repository != "" {
 		// Say plainly when a credential meets another repository, before
 		// its keys fail to open this one's secrets.
-		if cfg, _, err := decodeConfig(copies[0].data); err == nil && cfg.ID != keys.Host.Repository {
-			return nil, fmt.Errorf("repo: host credential for %q belongs to repository %s, but region %s holds repository %s: check the config or --host-key", keys.Host.Host, keys.Host.Repository, copies[0].region, cfg.ID)
+		if cfg, _, err := decodeConfig(copies[0].data); err == nil {
+			if cfg.ID != keys.Host.Repository {
+				return nil, fmt.Errorf("repo: host credential for %q belongs to repository %s, but region %s holds repository %s: check the config or --host-key", keys.Host.Host, keys.Host.Repository, copies[0].region, cfg.ID)
+			}
+			if h, ok := cfg.Host(keys.Host.Host); ok && h.Revoked != nil && keys.Recovery == nil {
+				return nil, fmt.Errorf("repo: host %q was revoked on %s", h.Name, h.Revoked.Format(time.RFC3339))
+			}
 		}
 	}
 	ids := r.identities()
 	if len(ids) > 0 {
-		if err := r.loadSecrets(ctx, ids); err != nil {
+		if err := r.loadSecrets(ctx, ids, copies); err != nil {
 			return nil, err
 		}
 	}
@@ -279,11 +290,29 @@ func (r *Repository) pickConfig(copies []configCopy) error {
 		return ie
 	}
 	for _, c := range copies {
-		if c.region != chosen.region && !bytes.Equal(c.data, chosen.data) {
-			r.damaged = append(r.damaged, &IntegrityError{Region: c.region, Object: "config", Reason: "differs from the config of region " + chosen.region})
+		if c.region == chosen.region || bytes.Equal(c.data, chosen.data) {
+			continue
 		}
+		if cfg, _, err := decodeConfig(c.data); err == nil && cfg.Serial < r.cfg.Serial {
+			r.lagging = append(r.lagging, fmt.Sprintf("region %s holds config #%d, region %s #%d: the region lags", c.region, cfg.Serial, chosen.region, r.cfg.Serial))
+			continue
+		}
+		r.damaged = append(r.damaged, &IntegrityError{Region: c.region, Object: "config", Reason: "differs from the config of region " + chosen.region})
 	}
 	return nil
+}
+
+// sortBySerial puts the configs with the highest serial first (region
+// order among equals): after a change that a region missed, the newest
+// config is the one to verify first.
+func sortBySerial(copies []configCopy) {
+	serial := func(c configCopy) uint64 {
+		if cfg, _, err := decodeConfig(c.data); err == nil {
+			return cfg.Serial
+		}
+		return 0
+	}
+	sort.SliceStable(copies, func(i, j int) bool { return serial(copies[i]) > serial(copies[j]) })
 }
 
 // Damaged returns what Open found damaged or divergent in some region
@@ -330,14 +359,31 @@ func (r *Repository) listAll(ctx context.Context, prefix string) (map[string]int
 	return out, nil
 }
 
-func (r *Repository) loadSecrets(ctx context.Context, ids []age.Identity) error {
-	names, err := r.listAll(ctx, "keys/")
+// loadSecrets opens the keys file the configs name (the first region's
+// first), falling back to any keys file when none opens.
+func (r *Repository) loadSecrets(ctx context.Context, ids []age.Identity, copies []configCopy) error {
+	var names []string
+	seen := map[string]bool{}
+	for _, c := range copies {
+		if cfg, _, err := decodeConfig(c.data); err == nil && cfg.Keys != "" && !seen[cfg.Keys] {
+			names = append(names, cfg.Keys)
+			seen[cfg.Keys] = true
+		}
+	}
+	listed, err := r.listAll(ctx, "keys/")
 	if err != nil {
 		return fmt.Errorf("repo: %w", err)
 	}
-	sorted := sortedKeys(names)
+	for _, name := range sortedKeys(listed) {
+		if !seen[name] {
+			names = append(names, name)
+		}
+	}
 	var errs []error
-	for _, name := range sorted {
+	for _, name := range names {
+		if !strings.HasPrefix(name, "keys/") {
+			continue
+		}
 		data, _, err := r.readObject(ctx, name, maxKeysFile, nil)
 		if err != nil {
 			errs = append(errs, err)
@@ -376,10 +422,21 @@ func (r *Repository) loadIndex(ctx context.Context, ids []age.Identity) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
+	var mu sync.Mutex
 	for _, name := range sortedKeys(names) {
 		g.Go(func() error {
 			packs, err := r.readIndexFile(ctx, name, ids)
 			if err != nil {
+				// A host enrolled after an index file was written (by a
+				// backup that ran during the enrolment) may not open it:
+				// it only deduplicates less. The recovery identity opens
+				// every index file.
+				if errors.Is(err, crypt.ErrNoIdentity) && !r.CanRead() {
+					mu.Lock()
+					r.unreadableIndex++
+					mu.Unlock()
+					return nil
+				}
 				return err
 			}
 			for _, p := range packs {

@@ -13,11 +13,14 @@ import (
 
 const maxKeysFile = 1 << 20
 
-// Secrets are the repository's random keys. Every key vaultbak uses is
-// derived from Master for one purpose (crypt.Key.Derive), so the stored form
-// never changes when a new use appears.
+// Secrets are the repository's random keys. The keys of the data format
+// (IDs, chunk boundaries, content hashes) are derived from Master for one
+// purpose each (crypt.Key.Derive) and never change. ConfigKey MACs the
+// config; it is replaced whenever a host is revoked, so a revoked host
+// cannot MAC a config of its own.
 type Secrets struct {
-	Master crypt.Key `json:"master"`
+	Master    crypt.Key
+	ConfigKey crypt.Key
 
 	chunkID crypt.Key // keyed chunk and tree IDs
 	chunker crypt.Key // keyed chunk boundaries
@@ -25,7 +28,7 @@ type Secrets struct {
 }
 
 func newSecrets(master crypt.Key) *Secrets {
-	s := &Secrets{Master: master}
+	s := &Secrets{Master: master, ConfigKey: master.Derive("config mac")}
 	s.chunkID = master.Derive("blob id")
 	s.chunker = master.Derive("chunker gear table")
 	s.content = master.Derive("file content")
@@ -52,12 +55,13 @@ func (s *Secrets) ChunkerKey() []byte { return s.chunker[:] }
 func (s *Secrets) ContentKey() *crypt.Key { return &s.content }
 
 type secretsFile struct {
-	Format string `json:"format"`
-	Master []byte `json:"master"`
+	Format    string `json:"format"`
+	Master    []byte `json:"master"`
+	ConfigKey []byte `json:"config_key"`
 }
 
 func sealSecrets(s *Secrets, recipients []age.Recipient) ([]byte, string, error) {
-	plain, err := json.Marshal(secretsFile{Format: "vaultbak-secrets-1", Master: s.Master[:]})
+	plain, err := json.Marshal(secretsFile{Format: "vaultbak-secrets-1", Master: s.Master[:], ConfigKey: s.ConfigKey[:]})
 	if err != nil {
 		return nil, "", err
 	}
@@ -75,8 +79,10 @@ func openSecrets(sealed []byte, ids []age.Identity) (*Secrets, error) {
 		return nil, err
 	}
 	var f secretsFile
-	if err := json.Unmarshal(plain, &f); err != nil || f.Format != "vaultbak-secrets-1" || len(f.Master) != crypt.KeySize {
+	if err := json.Unmarshal(plain, &f); err != nil || f.Format != "vaultbak-secrets-1" || len(f.Master) != crypt.KeySize || len(f.ConfigKey) != crypt.KeySize {
 		return nil, fmt.Errorf("malformed secrets")
 	}
-	return newSecrets(crypt.Key(f.Master)), nil
+	s := newSecrets(crypt.Key(f.Master))
+	s.ConfigKey = crypt.Key(f.ConfigKey)
+	return s, nil
 }

@@ -112,8 +112,8 @@ func (r *Repository) verifySigner(s *Snapshot) error {
 	if h.SigningKey != s.Signer {
 		return fmt.Errorf("signed by a key that is not the one enrolled for host %q", s.Host)
 	}
-	if h.Revoked != nil && !s.Time.Before(*h.Revoked) {
-		return fmt.Errorf("signed by host %q after its revocation", s.Host)
+	if h.Revoked != nil && (s.Seq > h.RevokedAfter || !s.Time.Before(*h.Revoked)) {
+		return fmt.Errorf("signed by host %q after its revocation on %s", s.Host, h.Revoked.Format(time.RFC3339))
 	}
 	return nil
 }

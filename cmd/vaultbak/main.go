@@ -61,6 +61,7 @@ Exit codes: 0 success, 1 failure, 2 usage or configuration error,
 		newDumpCmd(g),
 		newCheckCmd(g),
 		newReplicateCmd(g),
+		newHostCmd(g),
 	)
 	return root
 }
