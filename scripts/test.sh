@@ -25,6 +25,18 @@ staticcheck ./...
 echo "==> unit tests (race detector)"
 go test -race -count=1 $(go list ./... | grep -v -e /e2e -e /bench)
 
+# Every decoder of untrusted input has a fuzz target; each runs for
+# FUZZTIME (default 10s; CI may raise it) so a crash fails the suite.
+fuzzlog=$(mktemp)
+echo "==> fuzz (${FUZZTIME:-10s} per target)"
+for pkg in ./repo ./crypt ./chunk; do
+  for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg" > "$fuzzlog" 2>&1 || {
+      echo "fuzz target $pkg $target failed:"; tail -40 "$fuzzlog"; exit 1; }
+    echo "ok   $pkg $target"
+  done
+done
+
 if [ -d e2e ]; then
   echo "==> end-to-end tests (built binary)"
   go test -count=1 -timeout 20m ./e2e/
