@@ -65,33 +65,19 @@ func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags) e
 	if len(paths) == 0 {
 		return usagef("backup needs at least one PATH (or --stdin)")
 	}
-	s, err := g.open(ctx, needHost)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	r := s.repo
-	host := r.Host().Host
-
 	absPaths := make([]string, len(paths))
 	for i, p := range paths {
+		var err error
 		if absPaths[i], err = filepath.Abs(p); err != nil {
 			return usagef("%s: %v", p, err)
 		}
 	}
-	dir, err := stateDir(s.cfg, r.Config().ID, host)
+	b, err := beginBackup(ctx, g)
 	if err != nil {
 		return err
 	}
-	unlock, err := lockHost(dir, host)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	head, headID, err := prepareChain(ctx, r, dir, host)
-	if err != nil {
-		return err
-	}
+	defer b.end()
+	s, r, dir, head, headID := b.s, b.s.repo, b.dir, b.head, b.headID
 	cachePath := cacheFile(dir, absPaths, f.set)
 	start := time.Now()
 	progress := &backup.Progress{}
@@ -117,18 +103,46 @@ func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags) e
 	return finishBackup(g, dir, res, cachePath, progress, time.Since(start))
 }
 
-// prepareChain reads the snapshots and this host's high-water mark and
-// returns the chain head the new snapshot follows.
-func prepareChain(ctx context.Context, r *repo.Repository, dir, host string) (uint64, string, error) {
-	snaps, err := r.Snapshots(ctx)
+// backupRun is what every backup sets up before it reads anything: the
+// open repository, this host's state directory and lock, and the chain
+// head the new snapshot follows (checked against the high-water mark).
+type backupRun struct {
+	s      *session
+	dir    string
+	head   uint64
+	headID string
+	unlock func()
+}
+
+func beginBackup(ctx context.Context, g *globals) (*backupRun, error) {
+	s, err := g.open(ctx, needHost)
 	if err != nil {
-		return 0, "", err
+		return nil, err
 	}
-	hw, err := readHighWater(dir)
+	b := &backupRun{s: s, unlock: func() {}}
+	host := s.repo.Host().Host
+	if b.dir, err = stateDir(s.cfg, s.repo.Config().ID, host); err == nil {
+		b.unlock, err = lockHost(b.dir, host)
+	}
+	if err == nil {
+		var snaps []*repo.Snapshot
+		if snaps, err = s.repo.Snapshots(ctx); err == nil {
+			var hw highWater
+			if hw, err = readHighWater(b.dir); err == nil {
+				b.head, b.headID, err = chainHead(snaps, host, hw)
+			}
+		}
+	}
 	if err != nil {
-		return 0, "", err
+		b.end()
+		return nil, err
 	}
-	return chainHead(snaps, host, hw)
+	return b, nil
+}
+
+func (b *backupRun) end() {
+	b.unlock()
+	b.s.Close()
 }
 
 func finishBackup(g *globals, dir string, res *backup.Result, cachePath string, progress *backup.Progress, took time.Duration) error {
@@ -179,26 +193,12 @@ func runBackupStdin(ctx context.Context, g *globals, args []string, f backupFlag
 	if f.stdinName == "" {
 		return usagef("a stream backup needs --stdin-filename NAME")
 	}
-	s, err := g.open(ctx, needHost)
+	b, err := beginBackup(ctx, g)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	r := s.repo
-	host := r.Host().Host
-	dir, err := stateDir(s.cfg, r.Config().ID, host)
-	if err != nil {
-		return err
-	}
-	unlock, err := lockHost(dir, host)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	head, headID, err := prepareChain(ctx, r, dir, host)
-	if err != nil {
-		return err
-	}
+	defer b.end()
+	s, r, dir, head, headID := b.s, b.s.repo, b.dir, b.head, b.headID
 	start := time.Now()
 	progress := &backup.Progress{}
 	stop := g.out.progress(func() string {

@@ -28,15 +28,11 @@ stream for a good one.`,
 }
 
 func runDump(ctx context.Context, g *globals, ref, p string) error {
-	s, err := g.open(ctx, needRecovery)
+	s, snap, err := g.openSnapshot(ctx, ref, repo.Filter{})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	snap, err := findSnapshot(ctx, s, ref, repo.Filter{})
-	if err != nil {
-		return err
-	}
 	w := bufio.NewWriterSize(os.Stdout, 1<<20)
 	if err := restore.Dump(ctx, s.repo, snap, p, w); err != nil {
 		w.Flush()

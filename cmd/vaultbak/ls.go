@@ -32,15 +32,11 @@ func newLsCmd(g *globals) *cobra.Command {
 }
 
 func runLs(ctx context.Context, g *globals, ref, under string, long bool) error {
-	s, err := g.open(ctx, needRecovery)
+	s, snap, err := g.openSnapshot(ctx, ref, repo.Filter{})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	snap, err := findSnapshot(ctx, s, ref, repo.Filter{})
-	if err != nil {
-		return err
-	}
 	start, err := restore.Find(ctx, s.repo, snap.Tree, under)
 	if err != nil {
 		return usagef("snapshot %s: %s: %v", repo.ShortID(snap.ID), under, err)
@@ -98,6 +94,21 @@ func typeBits(t string) fs.FileMode {
 		return fs.ModeDevice
 	}
 	return 0
+}
+
+// openSnapshot opens the repository with the recovery identity and
+// resolves a SNAPSHOT argument.
+func (g *globals) openSnapshot(ctx context.Context, ref string, f repo.Filter) (*session, *repo.Snapshot, error) {
+	s, err := g.open(ctx, needRecovery)
+	if err != nil {
+		return nil, nil, err
+	}
+	snap, err := findSnapshot(ctx, s, ref, f)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, snap, nil
 }
 
 // findSnapshot resolves a SNAPSHOT argument with a clear error.

@@ -94,15 +94,11 @@ func runRestore(ctx context.Context, g *globals, ref string, f restoreFlags) err
 	if err != nil {
 		return err
 	}
-	s, err := g.open(ctx, needRecovery)
+	s, snap, err := g.openSnapshot(ctx, ref, flt)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	snap, err := findSnapshot(ctx, s, ref, flt)
-	if err != nil {
-		return err
-	}
 	start := time.Now()
 	progress := &restore.Progress{}
 	stop := g.out.progress(func() string {
@@ -142,15 +138,11 @@ func runRestoreToCommand(ctx context.Context, g *globals, ref string, args []str
 	if err != nil {
 		return err
 	}
-	s, err := g.open(ctx, needRecovery)
+	s, snap, err := g.openSnapshot(ctx, ref, flt)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	snap, err := findSnapshot(ctx, s, ref, flt)
-	if err != nil {
-		return err
-	}
 	name, err := restore.StreamName(ctx, s.repo, snap)
 	if err != nil {
 		return withHint(usagef("snapshot %s: %v", repo.ShortID(snap.ID), err), "for a file snapshot use 'vaultbak dump SNAPSHOT PATH | CMD' or restore --target")
