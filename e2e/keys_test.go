@@ -59,8 +59,8 @@ func ageOpen(sealed []byte, id age.Identity) ([]byte, error) {
 	return io.ReadAll(r)
 }
 
-// manifestBody returns the sealed body of a stored manifest.
-func manifestBody(t *testing.T, p string) []byte {
+// manifestBody returns the body field (a blob ID) of a stored manifest.
+func manifestBody(t *testing.T, p string) string {
 	t.Helper()
 	data, err := os.ReadFile(p)
 	if err != nil {
@@ -68,7 +68,7 @@ func manifestBody(t *testing.T, p string) []byte {
 	}
 	var sm struct {
 		Manifest struct {
-			Body []byte `json:"body"`
+			Body string `json:"body"`
 		} `json:"manifest"`
 	}
 	if err := json.Unmarshal(data, &sm); err != nil {
@@ -194,20 +194,11 @@ func TestKeyRoles(t *testing.T) {
 		}
 		plainPacks = append(plainPacks, plain)
 	}
+	// A snapshot's body (its backup paths) is a blob in a pack, covered
+	// above: the manifest itself only names it by keyed ID.
 	for _, p := range objects(t, region, "snapshots") {
-		body := manifestBody(t, p)
-		var nim *age.NoIdentityMatchError
-		if _, err := ageOpen(body, writer); !errors.As(err, &nim) {
-			t.Errorf("snapshot body %s: the writer identity: %v, want no identity match", filepath.Base(p), err)
-		}
-		plain, err := ageOpen(body, recovery)
-		if err != nil {
-			t.Errorf("snapshot body %s: the recovery identity cannot open it: %v", filepath.Base(p), err)
-		} else {
-			var b struct{ Paths [][]byte }
-			if err := json.Unmarshal(plain, &b); err != nil || len(b.Paths) != 1 || string(b.Paths[0]) != src {
-				t.Errorf("snapshot body opened by the recovery identity: %q (%v), want the backup path %s", plain, err, src)
-			}
+		if body := manifestBody(t, p); len(body) != 64 {
+			t.Errorf("snapshot %s: body %q is not a blob ID", filepath.Base(p), body)
 		}
 	}
 	// The writer reads the index (it deduplicates with it), which must not

@@ -48,8 +48,8 @@ func TestCheckCleanRepository(t *testing.T) {
 	if err != nil || len(res.Problems) != 0 {
 		t.Fatalf("read-data: %v, %v", err, res.Problems)
 	}
-	if res.Blobs != len(blobs)+1 {
-		t.Errorf("read-data verified %d blobs, want %d", res.Blobs, len(blobs)+1)
+	if res.Blobs != len(blobs)+2 { // + the tree and the body
+		t.Errorf("read-data verified %d blobs, want %d", res.Blobs, len(blobs)+2)
 	}
 	// Sampling 0.0001% of one pack reads at most that pack; the same seed
 	// picks the same sample.

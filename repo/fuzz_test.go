@@ -101,7 +101,7 @@ func FuzzDecodeTree(f *testing.F) {
 
 func FuzzDecodeManifest(f *testing.F) {
 	key := crypt.GenerateSigningKey()
-	m := &Manifest{Version: FormatVersion, Repository: "r", Host: "h", Time: time.Unix(1, 0).UTC(), Seq: 1, Tree: testID(1), Tags: []string{"t"}, Body: []byte("sealed")}
+	m := &Manifest{Version: FormatVersion, Repository: "r", Host: "h", Time: time.Unix(1, 0).UTC(), Seq: 1, Tree: testID(1), Tags: []string{"t"}, Body: testID(2)}
 	_, data, err := signManifest(m, key)
 	if err != nil {
 		f.Fatal(err)

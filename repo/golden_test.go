@@ -262,7 +262,7 @@ func TestGoldenRepository(t *testing.T) {
 		if at := []time.Time{goldenTime1, goldenTime2}[i]; !s.Time.Equal(at) || len(s.Tags) != 1 || s.Tags[0] != "golden" {
 			t.Errorf("snapshot %d: time %s tags %v", i, s.Time, s.Tags)
 		}
-		body, err := r.Body(s)
+		body, err := r.Body(context.Background(), s)
 		if err != nil || len(body.Paths) != 1 || string(body.Paths[0]) != "/golden" || len(body.Excludes) != 1 {
 			t.Fatalf("snapshot %d body: %+v, %v", i, body, err)
 		}
@@ -323,8 +323,8 @@ func TestGoldenRepository(t *testing.T) {
 	if len(subtrees[0]) != 1 || len(subtrees[1]) != 1 || subtrees[0][0] != subtrees[1][0] {
 		t.Errorf("the unchanged directory has subtrees %v in the two snapshots, want one shared", subtrees)
 	}
-	if exp.Blobs != 8 { // 5 distinct chunks, the docs tree, two root trees
-		t.Errorf("golden repository holds %d blobs, want 8", exp.Blobs)
+	if exp.Blobs != 9 { // 5 distinct chunks, the docs tree, two root trees, one body (same paths: deduplicated)
+		t.Errorf("golden repository holds %d blobs, want 9", exp.Blobs)
 	}
 
 	// check, with and without keys, finds nothing.

@@ -11,8 +11,8 @@ import (
 )
 
 // Manifest describes one snapshot. Everything in it is signed by the host;
-// the Body is sealed to the recovery recipients (paths and details a writer
-// or a storage operator must not read).
+// the Body is a blob (paths and details a writer or a storage operator must
+// not read), sealed in a pack to the recovery recipients.
 type Manifest struct {
 	Version    int       `json:"version"`
 	Repository string    `json:"repository"` // config ID: a manifest copied from another repository fails
@@ -24,7 +24,7 @@ type Manifest struct {
 	Prev       string    `json:"prev,omitempty"` // ID of the host's previous manifest
 	Tree       crypt.ID  `json:"tree"`           // root tree blob
 	Stats      Stats     `json:"stats"`
-	Body       []byte    `json:"body"` // sealed ManifestBody
+	Body       crypt.ID  `json:"body"` // MetaBlob holding the ManifestBody
 }
 
 // Stats are a snapshot's totals.

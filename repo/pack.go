@@ -14,6 +14,7 @@ type BlobType uint8
 const (
 	DataBlob BlobType = 1 // a chunk of file or stream content
 	TreeBlob BlobType = 2 // an encoded Tree
+	MetaBlob BlobType = 3 // a snapshot's ManifestBody (JSON)
 )
 
 func (t BlobType) String() string {
@@ -22,6 +23,8 @@ func (t BlobType) String() string {
 		return "data"
 	case TreeBlob:
 		return "tree"
+	case MetaBlob:
+		return "snapshot body"
 	}
 	return fmt.Sprintf("blob type %d", uint8(t))
 }

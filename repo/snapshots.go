@@ -9,8 +9,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"vaultbak/crypt"
 )
 
 // Snapshots reads and verifies every manifest in the repository (the union
@@ -202,17 +200,17 @@ func Pick(snaps []*Snapshot, ref string, f Filter) (*Snapshot, error) {
 	return nil, &refError{fmt.Errorf("snapshot ID prefix %q is ambiguous (%d snapshots match)", ref, len(found))}
 }
 
-// Body opens a snapshot's sealed body; it needs the recovery identity.
-func (r *Repository) Body(s *Snapshot) (*ManifestBody, error) {
+// Body loads a snapshot's body; it needs the recovery identity.
+func (r *Repository) Body(ctx context.Context, s *Snapshot) (*ManifestBody, error) {
 	if !r.CanRead() {
 		return nil, ErrNeedRecovery
 	}
-	plain, err := crypt.Open(s.Body, maxManifestSize, r.keys.Recovery)
+	if loc, ok := r.index.Lookup(s.Body); ok && (loc.Type != MetaBlob || loc.RawLen > maxManifestSize) {
+		return nil, &IntegrityError{Object: "snapshot " + s.ID, Reason: fmt.Sprintf("body is indexed as a %d-byte %s blob", loc.RawLen, loc.Type)}
+	}
+	plain, err := r.LoadBlob(ctx, s.Body, nil)
 	if err != nil {
-		if errors.Is(err, crypt.ErrNoIdentity) {
-			return nil, fmt.Errorf("repo: snapshot %s: %w", ShortID(s.ID), err)
-		}
-		return nil, &IntegrityError{Object: "snapshot " + s.ID, Reason: "body: " + err.Error()}
+		return nil, fmt.Errorf("repo: snapshot %s body: %w", ShortID(s.ID), err)
 	}
 	var b ManifestBody
 	if err := json.Unmarshal(plain, &b); err != nil {

@@ -284,15 +284,17 @@ func TestFindSnapshot(t *testing.T) {
 }
 
 func TestBodyIntegrity(t *testing.T) {
+	ctx := context.Background()
 	e, snap := oneSnapshot(t, 1)
 	r := e.open(e.keysRecovery())
-	b, err := r.Body(snap)
+	b, err := r.Body(ctx, snap)
 	if err != nil || string(b.Paths[0]) != "/src/f" {
 		t.Fatalf("Body: %v", err)
 	}
+	// A body ID that names another blob (a tree) is refused.
 	bad := *snap
-	bad.Body = flipAt(snap.Body, len(snap.Body)-5)
-	if _, err := r.Body(&bad); !isIntegrity(err) {
-		t.Errorf("damaged body: %v, want an IntegrityError", err)
+	bad.Body = snap.Tree
+	if _, err := r.Body(ctx, &bad); !isIntegrity(err) {
+		t.Errorf("body naming a tree: %v, want an IntegrityError", err)
 	}
 }

@@ -352,17 +352,19 @@ func (w *Writer) NewBlobs() uint64 { return w.newBlobs.Load() }
 // Repository, Host, Version, Seq and Prev are filled in here: Seq and Prev
 // continue the chain whose head is (headSeq, headID).
 func (w *Writer) Commit(ctx context.Context, m *Manifest, body *ManifestBody, headSeq uint64, headID string) (*Snapshot, error) {
-	if err := w.Flush(ctx); err != nil {
-		return nil, err
-	}
-	if err := w.confirm(ctx); err != nil {
-		return nil, err
-	}
 	plainBody, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
-	if m.Body, err = crypt.Seal(plainBody, w.r.recovery); err != nil {
+	// The body is a blob like any other: sealed to the recovery
+	// recipients inside a pack, so rotating recovery keys rewraps it too.
+	if m.Body, err = w.SaveBlob(ctx, MetaBlob, plainBody); err != nil {
+		return nil, err
+	}
+	if err := w.Flush(ctx); err != nil {
+		return nil, err
+	}
+	if err := w.confirm(ctx); err != nil {
 		return nil, err
 	}
 	host := w.r.keys.Host

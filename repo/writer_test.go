@@ -29,8 +29,8 @@ func TestWriterManyBlobsAcrossPacks(t *testing.T) {
 	ids := saveAll(t, w, blobs)
 	snap := commitTree(t, e.repo, w, "big", ids, testTime)
 
-	if snap.Stats.NewBlobs != uint64(len(blobs)+1) { // + the tree
-		t.Errorf("NewBlobs = %d, want %d", snap.Stats.NewBlobs, len(blobs)+1)
+	if snap.Stats.NewBlobs != uint64(len(blobs)+2) { // + the tree and the body
+		t.Errorf("NewBlobs = %d, want %d", snap.Stats.NewBlobs, len(blobs)+2)
 	}
 	packs := e.names(0, "data/")
 	if len(packs) < 3 {
@@ -58,8 +58,8 @@ func TestWriterManyBlobsAcrossPacks(t *testing.T) {
 	}
 	// A fresh open reads every blob back from the committed index.
 	r := e.open(e.keysRecovery())
-	if r.Index().Len() != len(blobs)+1 {
-		t.Fatalf("index holds %d blobs, want %d", r.Index().Len(), len(blobs)+1)
+	if r.Index().Len() != len(blobs)+2 { // + the tree and the body
+		t.Fatalf("index holds %d blobs, want %d", r.Index().Len(), len(blobs)+2)
 	}
 	checkBlobs(t, r, ids, blobs)
 	for i, id := range ids {
@@ -206,8 +206,8 @@ func TestWriterConcurrentSaveBlob(t *testing.T) {
 	}
 	commitTree(t, e.repo, w, "c", ids, testTime)
 	r := e.open(e.keysRecovery())
-	if r.Index().Len() != len(ids)+1 {
-		t.Fatalf("index holds %d blobs, want %d", r.Index().Len(), len(ids)+1)
+	if r.Index().Len() != len(ids)+2 { // + the tree and the snapshot body
+		t.Fatalf("index holds %d blobs, want %d", r.Index().Len(), len(ids)+2)
 	}
 	// Concurrent readers too.
 	var rg sync.WaitGroup
