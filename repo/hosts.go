@@ -30,7 +30,7 @@ func (r *Repository) EnrollHost(ctx context.Context, name string, now time.Time)
 	}
 	cfg := r.cloneConfig()
 	cfg.Hosts = append(cfg.Hosts, HostEntry{Name: name, WriterRecipient: cred.WriterRecipient, SigningKey: cred.Signing.Public(), Enrolled: now.UTC()})
-	if err := r.commitConfig(ctx, cfg, r.secrets); err != nil {
+	if err := r.commitConfig(ctx, cfg, r.secrets, nil...); err != nil {
 		return nil, err
 	}
 	return cred, nil
@@ -89,7 +89,10 @@ func (r *Repository) cloneConfig() *Config {
 //
 // Every region must take it: a config change is not a backup, and a
 // region left behind would hold a repository that disagrees.
-func (r *Repository) commitConfig(ctx context.Context, cfg *Config, secrets *Secrets) error {
+//
+// With replaceIndex set (after packs were renamed by a key rotation), the
+// index is written anew from it instead of resealing the old index files.
+func (r *Repository) commitConfig(ctx context.Context, cfg *Config, secrets *Secrets, replaceIndex ...[]indexPack) error {
 	recipients, _, err := crypt.ParseRecipients(append(append([]string(nil), cfg.Recovery...), cfg.Writers()...))
 	if err != nil {
 		return fmt.Errorf("repo: %w", err)
@@ -108,7 +111,19 @@ func (r *Repository) commitConfig(ctx context.Context, cfg *Config, secrets *Sec
 	ids := r.identities()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
+	for _, packs := range replaceIndex {
+		g.Go(func() error {
+			data, err := crypt.Seal(encodeIndex(packs), recipients)
+			if err != nil {
+				return err
+			}
+			return putAll(gctx, r.regions, indexName(objectHash(data)), data)
+		})
+	}
 	for name := range oldIndex {
+		if replaceIndex != nil {
+			break
+		}
 		g.Go(func() error {
 			packs, err := r.readIndexFile(gctx, name, ids)
 			if err != nil {

@@ -76,6 +76,18 @@ func (x *Index) Packs() map[crypt.ID]int64 {
 	return out
 }
 
+// entriesByPack returns every indexed blob grouped by its pack.
+func (x *Index) entriesByPack() map[crypt.ID][]BlobEntry {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make(map[crypt.ID][]BlobEntry, len(x.packs))
+	for id, v := range x.blobs {
+		p := x.packs[v.pack]
+		out[p] = append(out[p], BlobEntry{ID: id, Type: v.typ, Flags: v.flags, Offset: v.offset, Length: v.length, RawLen: v.rawLen})
+	}
+	return out
+}
+
 // add records the blobs of one pack.
 func (x *Index) add(pack crypt.ID, size int64, entries []BlobEntry) {
 	x.mu.Lock()

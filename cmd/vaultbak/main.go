@@ -62,6 +62,7 @@ Exit codes: 0 success, 1 failure, 2 usage or configuration error,
 		newCheckCmd(g),
 		newReplicateCmd(g),
 		newHostCmd(g),
+		newKeyCmd(g),
 	)
 	return root
 }
