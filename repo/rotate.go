@@ -125,4 +125,3 @@ func (r *Repository) readPack(ctx context.Context, pack crypt.ID) ([]byte, error
 	}
 	return data, nil
 }
-

@@ -99,4 +99,3 @@ func runKeyChange(ctx context.Context, g *globals, recipient string, add bool) e
 	g.out.textf("%s recovery recipient; the repository now has %d: every pack header was rewrapped\n", verb, len(next))
 	return nil
 }
-
