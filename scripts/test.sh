@@ -22,6 +22,9 @@ if ! command -v staticcheck >/dev/null; then
 fi
 staticcheck ./...
 
+echo "==> MinIO for the S3 tests (built once into the tools cache)"
+scripts/minio.sh install
+
 echo "==> unit tests (race detector)"
 go test -race -count=1 $(go list ./... | grep -v -e /e2e -e /bench)
 

@@ -10,5 +10,9 @@
 //
 // Retries: minio-go's own retry (exponential backoff with full jitter on
 // 5xx, SlowDown, throttling and timeouts; never on 4xx auth or not-found) is
-// the only retry layer for S3 regions, configured by Config.MaxRetries.
+// the only retry layer for S3 regions, configured by Config.MaxRetries. A
+// failed certificate verification ends an operation at once: minio-go would
+// retry it (it does not recognise Go's *tls.CertificateVerificationError),
+// so the transport cancels the operation's context with the failure as its
+// cause, and the error returned is that failure.
 package s3

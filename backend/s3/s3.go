@@ -18,6 +18,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"vaultbak/backend"
 )
@@ -48,48 +49,83 @@ type S3 struct {
 	client *minio.Client
 	core   *minio.Core
 	cfg    Config
+	idle   *http.Transport // the transport New made, nil for Config.Transport
 }
 
 var _ backend.Backend = (*S3)(nil)
 
 // ParseURL parses a region URL: s3://host[:port]/bucket[/prefix] (HTTPS) or
 // s3+http://host[:port]/bucket[/prefix] (plain HTTP, allowed only to a
-// loopback host unless allowInsecure).
+// loopback host unless allowInsecure). The bucket must be a valid S3 bucket
+// name and the prefix a valid object name (backend.ValidName). Credentials
+// in the URL are refused, and no error repeats them.
 func ParseURL(raw string, allowInsecure bool) (Config, error) {
+	shown := redactURL(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
-		return Config{}, fmt.Errorf("s3: bad url %q: %w", raw, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // ue.URL is raw, credentials and all
+		}
+		return Config{}, fmt.Errorf("s3: bad url %q: %w", shown, err)
 	}
 	var c Config
 	switch u.Scheme {
 	case "s3", "s3+https":
 		c.Secure = true
 	case "s3+http":
-		if !allowInsecure && !isLoopback(u.Hostname()) {
-			return Config{}, fmt.Errorf("s3: %s uses plain HTTP to a non-loopback host; credentials and metadata would cross the network in clear (set allow_insecure_http only if you must)", raw)
-		}
 	default:
-		return Config{}, fmt.Errorf("s3: url %q: scheme must be s3:// (HTTPS) or s3+http:// (loopback)", raw)
+		return Config{}, fmt.Errorf("s3: url %q: scheme must be s3:// (HTTPS) or s3+http:// (loopback)", shown)
 	}
 	if u.User != nil {
 		return Config{}, errors.New("s3: credentials do not belong in a region URL; use access_key_id_env/secret_access_key_env")
 	}
-	if u.Host == "" {
-		return Config{}, fmt.Errorf("s3: url %q has no host", raw)
+	if u.Hostname() == "" {
+		return Config{}, fmt.Errorf("s3: url %q has no host", shown)
+	}
+	if !c.Secure && !allowInsecure && !isLoopback(u.Hostname()) {
+		return Config{}, fmt.Errorf("s3: %s uses plain HTTP to a non-loopback host; credentials and metadata would cross the network in clear (set allow_insecure_http only if you must)", shown)
 	}
 	c.Endpoint = u.Host
-	parts := strings.SplitN(strings.Trim(u.Path, "/"), "/", 2)
-	if parts[0] == "" {
-		return Config{}, fmt.Errorf("s3: url %q has no bucket", raw)
+	bucket, prefix, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+	if bucket == "" {
+		return Config{}, fmt.Errorf("s3: url %q has no bucket", shown)
 	}
-	if len(parts[0]) < 3 {
-		return Config{}, fmt.Errorf("s3: bucket name %q is shorter than 3 characters", parts[0])
+	if len(bucket) < 3 {
+		return Config{}, fmt.Errorf("s3: bucket name %q is shorter than 3 characters", bucket)
 	}
-	c.Bucket = parts[0]
-	if len(parts) == 2 {
-		c.Prefix = strings.Trim(parts[1], "/")
+	if err := s3utils.CheckValidBucketName(bucket); err != nil {
+		return Config{}, fmt.Errorf("s3: bucket name %q is not valid: %s", bucket, strings.ToLower(err.Error()))
+	}
+	c.Bucket = bucket
+	if prefix = strings.TrimRight(prefix, "/"); prefix != "" {
+		// Keys are prefix + "/" + object name: the prefix follows the
+		// rules of object names, so every key is one.
+		if backend.ValidName(prefix) != nil {
+			return Config{}, fmt.Errorf("s3: url %q: prefix %q has an empty, \".\" or \"..\" element", shown, prefix)
+		}
+		c.Prefix = prefix
 	}
 	return c, nil
+}
+
+// redactURL hides the user information of a URL, even one that does not
+// parse, so that an error message never repeats a secret.
+func redactURL(raw string) string {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	authority := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority = rest[:i]
+	}
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return raw
+	}
+	start := len(raw) - len(rest)
+	return raw[:start] + "xxxxx" + raw[start+at:]
 }
 
 func isLoopback(host string) bool {
@@ -102,13 +138,14 @@ func isLoopback(host string) bool {
 
 // New connects to the bucket's endpoint (no request is made yet).
 func New(cfg Config) (*S3, error) {
+	var own *http.Transport
 	tr := cfg.Transport
 	if tr == nil {
 		t, err := transport(cfg)
 		if err != nil {
 			return nil, err
 		}
-		tr = t
+		own, tr = t, t
 	}
 	var creds *credentials.Credentials
 	if cfg.AccessKeyID != "" {
@@ -119,14 +156,64 @@ func New(cfg Config) (*S3, error) {
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:      creds,
 		Secure:     cfg.Secure,
-		Transport:  tr,
+		Transport:  failFast{tr},
 		Region:     cfg.Region,
 		MaxRetries: cfg.MaxRetries,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
-	return &S3{client: client, core: &minio.Core{Client: client}, cfg: cfg}, nil
+	return &S3{client: client, core: &minio.Core{Client: client}, cfg: cfg, idle: own}, nil
+}
+
+// failFast ends minio-go's retries at the first certificate failure.
+//
+// minio-go retries every transport error except a bare
+// x509.UnknownAuthorityError, but Go's TLS client wraps every verification
+// failure in *tls.CertificateVerificationError, so an untrusted, expired or
+// misnamed certificate would be retried MaxRetries times with backoff (4 to
+// 8 s with the defaults) before the error surfaces, although no retry can
+// make a certificate valid. So every operation runs under a context from
+// begin; when a request fails certificate verification, failFast cancels
+// that context with the failure as its cause, which ends the retry loop at
+// once, and certCause reports the failure instead of the cancellation.
+type failFast struct{ http.RoundTripper }
+
+// cancelKey is the context key of an operation's cancel function.
+type cancelKey struct{}
+
+func (f failFast) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := f.RoundTripper.RoundTrip(req)
+	if err != nil && errors.As(err, new(*tls.CertificateVerificationError)) {
+		if cancel, ok := req.Context().Value(cancelKey{}).(context.CancelCauseFunc); ok {
+			// As net/http reports it: `Get "https://…": tls: …`.
+			op := "Get"
+			if m := req.Method; m != "" {
+				op = m[:1] + strings.ToLower(m[1:])
+			}
+			cancel(&url.Error{Op: op, URL: req.URL.Redacted(), Err: err})
+		}
+	}
+	return resp, err
+}
+
+// begin returns the context of one operation, which failFast can end, and
+// the function that releases it.
+func begin(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	return context.WithValue(ctx, cancelKey{}, cancel), func() { cancel(nil) }
+}
+
+// certCause returns the certificate failure that ended the operation of
+// ctx, if one did, else err.
+func certCause(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cause := context.Cause(ctx); cause != nil && errors.As(cause, new(*tls.CertificateVerificationError)) {
+		return cause
+	}
+	return err
 }
 
 // transport returns an HTTP transport that trusts the system roots plus the
@@ -183,24 +270,28 @@ func (s *S3) key(name string) string {
 
 // EnsureBucket creates the bucket when it does not exist.
 func (s *S3) EnsureBucket(ctx context.Context) error {
+	ctx, done := begin(ctx)
+	defer done()
 	ok, err := s.client.BucketExists(ctx, s.cfg.Bucket)
 	if err != nil {
-		return fmt.Errorf("s3: bucket %s: %w", s.cfg.Bucket, err)
+		return fmt.Errorf("s3: bucket %s: %w", s.cfg.Bucket, certCause(ctx, err))
 	}
 	if ok {
 		return nil
 	}
 	if err := s.client.MakeBucket(ctx, s.cfg.Bucket, minio.MakeBucketOptions{Region: s.cfg.Region}); err != nil {
-		return fmt.Errorf("s3: create bucket %s: %w", s.cfg.Bucket, err)
+		return fmt.Errorf("s3: create bucket %s: %w", s.cfg.Bucket, certCause(ctx, err))
 	}
 	return nil
 }
 
-// wrap turns a minio error into a backend error naming the object.
-func (s *S3) wrap(op, name string, err error) error {
+// wrap turns a minio error of the operation under ctx into a backend error
+// naming the object.
+func (s *S3) wrap(ctx context.Context, op, name string, err error) error {
 	if err == nil {
 		return nil
 	}
+	err = certCause(ctx, err)
 	resp := minio.ToErrorResponse(err)
 	switch resp.Code {
 	case "NoSuchKey", "NotFound":
@@ -220,12 +311,14 @@ func (s *S3) Put(ctx context.Context, name string, data []byte) error {
 	if err := backend.ValidName(name); err != nil {
 		return err
 	}
+	ctx, done := begin(ctx)
+	defer done()
 	_, err := s.client.PutObject(ctx, s.cfg.Bucket, s.key(name), bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{
 		ContentType:      "application/octet-stream",
 		SendContentMd5:   true,
 		DisableMultipart: true,
 	})
-	return s.wrap("put", name, err)
+	return s.wrap(ctx, "put", name, err)
 }
 
 // Stat returns the object's size.
@@ -233,9 +326,11 @@ func (s *S3) Stat(ctx context.Context, name string) (backend.Info, error) {
 	if err := backend.ValidName(name); err != nil {
 		return backend.Info{}, err
 	}
+	ctx, done := begin(ctx)
+	defer done()
 	oi, err := s.client.StatObject(ctx, s.cfg.Bucket, s.key(name), minio.StatObjectOptions{})
 	if err != nil {
-		return backend.Info{}, s.wrap("stat", name, err)
+		return backend.Info{}, s.wrap(ctx, "stat", name, err)
 	}
 	return backend.Info{Name: name, Size: oi.Size}, nil
 }
@@ -245,11 +340,26 @@ func (s *S3) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	if err := backend.ValidName(name); err != nil {
 		return nil, err
 	}
+	ctx, done := begin(ctx)
 	rc, _, _, err := s.core.GetObject(ctx, s.cfg.Bucket, s.key(name), minio.GetObjectOptions{})
 	if err != nil {
-		return nil, s.wrap("get", name, err)
+		err = s.wrap(ctx, "get", name, err)
+		done()
+		return nil, err
 	}
-	return rc, nil
+	return &body{ReadCloser: rc, done: done}, nil
+}
+
+// body is an object's content being streamed; Close ends its operation.
+type body struct {
+	io.ReadCloser
+	done func()
+}
+
+func (b *body) Close() error {
+	err := b.ReadCloser.Close()
+	b.done()
+	return err
 }
 
 // object reads ranges of one object; each ReadAt is one ranged GET.
@@ -278,9 +388,11 @@ func (o *object) ReadAt(p []byte, off int64) (int, error) {
 	if err := opts.SetRange(off, off+want-1); err != nil {
 		return 0, err
 	}
-	rc, _, _, err := o.s.core.GetObject(o.ctx, o.s.cfg.Bucket, o.s.key(o.name), opts)
+	ctx, done := begin(o.ctx)
+	defer done()
+	rc, _, _, err := o.s.core.GetObject(ctx, o.s.cfg.Bucket, o.s.key(o.name), opts)
 	if err != nil {
-		return 0, o.s.wrap("read", o.name, err)
+		return 0, o.s.wrap(ctx, "read", o.name, err)
 	}
 	defer rc.Close()
 	n, err := io.ReadFull(rc, p[:want])
@@ -293,7 +405,9 @@ func (o *object) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// Open returns the object for ranged reads; ctx bounds those reads.
+// Open returns the object for ranged reads. The reads carry ctx's values but
+// not its cancellation or deadline: the object may outlive the call that
+// opened it (the repository's pack cache keeps objects open across calls).
 func (s *S3) Open(ctx context.Context, name string) (backend.Object, error) {
 	fi, err := s.Stat(ctx, name)
 	if err != nil {
@@ -304,12 +418,12 @@ func (s *S3) Open(ctx context.Context, name string) (backend.Object, error) {
 
 // List lists the objects under prefix, following continuation pages.
 func (s *S3) List(ctx context.Context, prefix string, fn func(backend.Info) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, done := begin(ctx) // also ends the listing goroutine when fn fails
+	defer done()
 	base := s.key("")
 	for oi := range s.client.ListObjectsIter(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: s.key(prefix), Recursive: true}) {
 		if oi.Err != nil {
-			return s.wrap("list", prefix, oi.Err)
+			return s.wrap(ctx, "list", prefix, oi.Err)
 		}
 		name := strings.TrimPrefix(oi.Key, base)
 		if s.cfg.Prefix == "" {
@@ -322,7 +436,7 @@ func (s *S3) List(ctx context.Context, prefix string, fn func(backend.Info) erro
 			return err
 		}
 	}
-	return ctx.Err()
+	return certCause(ctx, ctx.Err())
 }
 
 // Delete removes an object; a missing one is ErrNotFound.
@@ -330,8 +444,15 @@ func (s *S3) Delete(ctx context.Context, name string) error {
 	if _, err := s.Stat(ctx, name); err != nil {
 		return err
 	}
-	return s.wrap("delete", name, s.client.RemoveObject(ctx, s.cfg.Bucket, s.key(name), minio.RemoveObjectOptions{}))
+	ctx, done := begin(ctx)
+	defer done()
+	return s.wrap(ctx, "delete", name, s.client.RemoveObject(ctx, s.cfg.Bucket, s.key(name), minio.RemoveObjectOptions{}))
 }
 
-// Close releases idle connections.
-func (s *S3) Close() error { return nil }
+// Close releases idle connections of the transport New made.
+func (s *S3) Close() error {
+	if s.idle != nil {
+		s.idle.CloseIdleConnections()
+	}
+	return nil
+}
