@@ -28,7 +28,8 @@ type Options struct {
 	Includes []string // absolute snapshot paths to restore (and what is below them); empty: all
 	Workers  int      // files restored concurrently; 0: 2
 	// Warn is told about entries that could not be restored exactly
-	// (ownership without privileges, sockets); nil ignores them.
+	// (a device node without root); nil ignores them. Sockets are not
+	// recreated (a socket belongs to the process that listened on it).
 	Warn func(path string, err error)
 }
 
