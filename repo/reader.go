@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -312,14 +313,18 @@ func (l *servedLog) record(region string, n uint32, failover bool, errs []error)
 		s.Failovers++
 		if len(l.failures) < 100 {
 			for _, e := range errs {
-				l.failures = append(l.failures, e.Error())
+				// Once per reason: the blobs of one missing pack must not
+				// crowd out every other region's reason.
+				if msg := e.Error(); !slices.Contains(l.failures, msg) {
+					l.failures = append(l.failures, msg)
+				}
 			}
 		}
 	}
 }
 
 // Served returns, per region, what it served in this session, and the
-// errors that made reads fail over (the first hundred).
+// distinct errors that made reads fail over (the first hundred).
 func (r *Repository) Served() (map[string]ServedStats, []string) {
 	r.served.mu.Lock()
 	defer r.served.mu.Unlock()

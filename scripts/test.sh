@@ -42,5 +42,6 @@ done
 
 if [ -d e2e ]; then
   echo "==> end-to-end tests (built binary)"
+  scripts/postgres.sh install >/dev/null # e2e/postgres_test.go needs PostgreSQL
   go test -count=1 -timeout 20m ./e2e/
 fi

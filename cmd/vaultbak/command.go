@@ -105,9 +105,14 @@ type commandSink struct {
 	name string
 }
 
-func startCommandSink(ctx context.Context, args []string) (*commandSink, error) {
+// Under --json the command's own output goes to stderr, so that stdout
+// carries JSON only.
+func startCommandSink(ctx context.Context, args []string, jsonMode bool) (*commandSink, error) {
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Stdout = os.Stdout
+	if jsonMode {
+		cmd.Stdout = os.Stderr
+	}
 	cmd.Stderr = os.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
@@ -124,24 +129,30 @@ func startCommandSink(ctx context.Context, args []string) (*commandSink, error) 
 
 func (c *commandSink) Write(p []byte) (int, error) { return c.in.Write(p) }
 
-// finish closes the command's stdin and waits for it. After a failed
-// restore (failed true) the command is stopped first, so that it does not
-// take a truncated stream for a complete one.
-func (c *commandSink) finish(failed bool) error {
-	if failed {
+// finish closes the command's stdin and waits for it, given how writing
+// the stream ended (werr). When the command stopped reading on its own
+// (a broken pipe), its exit status is what to report. When the restore
+// itself failed (verification), the command is stopped first, so that it
+// does not take a truncated stream for a complete one.
+func (c *commandSink) finish(werr error) error {
+	if werr != nil && !errors.Is(werr, syscall.EPIPE) {
 		c.cmd.Process.Signal(syscall.SIGTERM)
+		c.in.Close()
+		c.cmd.Wait()
+		return werr
 	}
 	c.in.Close()
 	err := c.cmd.Wait()
-	if failed {
-		return nil
-	}
 	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return fmt.Errorf("command %s failed with exit status %d after reading the whole verified stream", c.name, ee.ExitCode())
-	}
-	if err != nil {
-		return fmt.Errorf("command %s: %w", c.name, err)
+	switch {
+	case werr != nil && errors.As(err, &ee):
+		return fmt.Errorf("the command exited with status %d before reading the whole stream", ee.ExitCode())
+	case werr != nil:
+		return errors.New("the command stopped reading before the end of the stream")
+	case errors.As(err, &ee):
+		return fmt.Errorf("the command failed with exit status %d after reading the whole verified stream", ee.ExitCode())
+	case err != nil:
+		return err
 	}
 	return nil
 }

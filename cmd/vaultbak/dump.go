@@ -17,8 +17,9 @@ func newDumpCmd(g *globals) *cobra.Command {
 		Short: "Write one file of a snapshot to standard output, verified",
 		Long: `Write one file of a snapshot to standard output. Every chunk is verified
 before it is written and the whole content at the end; a failed
-verification exits non-zero (4), so a pipeline never mistakes a damaged
-stream for a good one.`,
+verification exits 4. A reader at the other end of a pipe sees only an
+early end of input, though: to load a stream into a database use
+'restore --to-command', which stops the loader when verification fails.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDump(cmd.Context(), g, args[0], args[1])

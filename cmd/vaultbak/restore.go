@@ -147,16 +147,12 @@ func runRestoreToCommand(ctx context.Context, g *globals, ref string, args []str
 	if err != nil {
 		return withHint(usagef("snapshot %s: %v", repo.ShortID(snap.ID), err), "for a file snapshot use 'vaultbak dump SNAPSHOT PATH | CMD' or restore --target")
 	}
-	sink, err := startCommandSink(ctx, args)
+	sink, err := startCommandSink(ctx, args, g.json)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	err = restore.Dump(ctx, s.repo, snap, name, sink)
-	if ferr := sink.finish(err != nil); err == nil {
-		err = ferr
-	}
-	if err != nil {
+	if err := sink.finish(restore.Dump(ctx, s.repo, snap, name, sink)); err != nil {
 		return fmt.Errorf("restore of snapshot %s into %s: %w", repo.ShortID(snap.ID), sink.name, err)
 	}
 	if g.json {
