@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -50,6 +52,9 @@ type S3 struct {
 	core   *minio.Core
 	cfg    Config
 	idle   *http.Transport // the transport New made, nil for Config.Transport
+
+	locMu   sync.Mutex
+	located bool // the bucket's region is known to the client
 }
 
 var _ backend.Backend = (*S3)(nil)
@@ -197,6 +202,71 @@ func (f failFast) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// begin starts one operation of s: see the function begin. Before the
+// first operation it makes sure the client knows the bucket's region.
+func (s *S3) begin(ctx context.Context) (context.Context, func()) {
+	ctx, done := begin(ctx)
+	s.locate(ctx)
+	return ctx, done
+}
+
+// Lookup of the bucket's region: minio-go asks the endpoint before the
+// first request to a bucket whose region the config does not give, and that
+// one request is not retried on a reset connection or a bare 5xx (what a
+// load balancer answers). locate makes that lookup itself, with backoff and
+// jitter, until it succeeds (minio-go then caches the answer) or fails in a
+// way a retry cannot mend; the operation that follows reports any failure.
+const (
+	locateAttempts = 8
+	locateBase     = 200 * time.Millisecond
+	locateCap      = 2 * time.Second
+)
+
+func (s *S3) locate(ctx context.Context) {
+	s.locMu.Lock()
+	defer s.locMu.Unlock()
+	if s.located || s.cfg.Region != "" {
+		return
+	}
+	for attempt := range locateAttempts {
+		if attempt > 0 {
+			d := min(locateCap, locateBase<<attempt)
+			d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return
+			}
+		}
+		_, err := s.client.GetBucketLocation(ctx, s.cfg.Bucket)
+		if err == nil {
+			s.located = true
+			return
+		}
+		if !retryable(ctx, err) {
+			return
+		}
+	}
+}
+
+// retryable decides, for the one request vaultbak retries itself (the
+// bucket region lookup), whether another try can help: not after the
+// operation ended, a certificate failure or a 4xx answer (auth, not found),
+// but yes after a transport error, a timeout, 429 or a 5xx.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	resp := minio.ToErrorResponse(err)
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout:
+		return true
+	case resp.StatusCode >= 400 && resp.StatusCode < 500:
+		return false
+	}
+	return true
+}
+
 // begin returns the context of one operation, which failFast can end, and
 // the function that releases it.
 func begin(ctx context.Context) (context.Context, func()) {
@@ -270,7 +340,7 @@ func (s *S3) key(name string) string {
 
 // EnsureBucket creates the bucket when it does not exist.
 func (s *S3) EnsureBucket(ctx context.Context) error {
-	ctx, done := begin(ctx)
+	ctx, done := s.begin(ctx)
 	defer done()
 	ok, err := s.client.BucketExists(ctx, s.cfg.Bucket)
 	if err != nil {
@@ -311,7 +381,7 @@ func (s *S3) Put(ctx context.Context, name string, data []byte) error {
 	if err := backend.ValidName(name); err != nil {
 		return err
 	}
-	ctx, done := begin(ctx)
+	ctx, done := s.begin(ctx)
 	defer done()
 	_, err := s.client.PutObject(ctx, s.cfg.Bucket, s.key(name), bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{
 		ContentType:      "application/octet-stream",
@@ -326,7 +396,7 @@ func (s *S3) Stat(ctx context.Context, name string) (backend.Info, error) {
 	if err := backend.ValidName(name); err != nil {
 		return backend.Info{}, err
 	}
-	ctx, done := begin(ctx)
+	ctx, done := s.begin(ctx)
 	defer done()
 	oi, err := s.client.StatObject(ctx, s.cfg.Bucket, s.key(name), minio.StatObjectOptions{})
 	if err != nil {
@@ -340,7 +410,7 @@ func (s *S3) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	if err := backend.ValidName(name); err != nil {
 		return nil, err
 	}
-	ctx, done := begin(ctx)
+	ctx, done := s.begin(ctx)
 	rc, _, _, err := s.core.GetObject(ctx, s.cfg.Bucket, s.key(name), minio.GetObjectOptions{})
 	if err != nil {
 		err = s.wrap(ctx, "get", name, err)
@@ -418,7 +488,7 @@ func (s *S3) Open(ctx context.Context, name string) (backend.Object, error) {
 
 // List lists the objects under prefix, following continuation pages.
 func (s *S3) List(ctx context.Context, prefix string, fn func(backend.Info) error) error {
-	ctx, done := begin(ctx) // also ends the listing goroutine when fn fails
+	ctx, done := s.begin(ctx) // also ends the listing goroutine when fn fails
 	defer done()
 	base := s.key("")
 	for oi := range s.client.ListObjectsIter(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: s.key(prefix), Recursive: true}) {
@@ -444,7 +514,7 @@ func (s *S3) Delete(ctx context.Context, name string) error {
 	if _, err := s.Stat(ctx, name); err != nil {
 		return err
 	}
-	ctx, done := begin(ctx)
+	ctx, done := s.begin(ctx)
 	defer done()
 	return s.wrap(ctx, "delete", name, s.client.RemoveObject(ctx, s.cfg.Bucket, s.key(name), minio.RemoveObjectOptions{}))
 }
