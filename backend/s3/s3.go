@@ -3,8 +3,10 @@ package s3
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -375,20 +377,40 @@ func (s *S3) wrap(ctx context.Context, op, name string, err error) error {
 	return fmt.Errorf("s3: %s %s: %w", op, name, err)
 }
 
-// Put uploads data in one request with its MD5, so the server rejects a
-// body damaged in transit.
+// Put uploads data in one request carrying its SHA-256, which the server
+// checks, so a body damaged in transit is refused. Packs, index and key
+// files are named by that hash already: it is taken from the name, so
+// uploading one object to several regions hashes it once, not once per
+// region (and a name that does not match its bytes is refused too).
 func (s *S3) Put(ctx context.Context, name string, data []byte) error {
 	if err := backend.ValidName(name); err != nil {
 		return err
 	}
+	sum := nameHash(name)
+	if sum == "" {
+		h := sha256.Sum256(data)
+		sum = hex.EncodeToString(h[:])
+	}
 	ctx, done := s.begin(ctx)
 	defer done()
-	_, err := s.client.PutObject(ctx, s.cfg.Bucket, s.key(name), bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{
-		ContentType:      "application/octet-stream",
-		SendContentMd5:   true,
-		DisableMultipart: true,
+	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.key(name), bytes.NewReader(data), int64(len(data)), "", sum, minio.PutObjectOptions{
+		ContentType: "application/octet-stream",
 	})
 	return s.wrap(ctx, "put", name, err)
+}
+
+// nameHash returns the SHA-256 an object name states (data/XX/<hash>,
+// index/<hash>, keys/<hash>), or "".
+func nameHash(name string) string {
+	for _, p := range []string{"data/", "index/", "keys/"} {
+		if strings.HasPrefix(name, p) {
+			h := path.Base(name)
+			if _, err := hex.DecodeString(h); err == nil && len(h) == 64 {
+				return h
+			}
+		}
+	}
+	return ""
 }
 
 // Stat returns the object's size.
