@@ -70,3 +70,22 @@ func TestMissingChainLinkDetected(t *testing.T) {
 		t.Errorf("restore does not say which link of the chain is missing:\n%s", r)
 	}
 }
+
+// TestSnapshotHiddenInOneRegion: a storage operator deletes a manifest from
+// its region only. The manifest names the regions it was committed to, so
+// the regions disagree: an integrity failure naming that region, on every
+// read; replicate sync copies the manifest back from the other region.
+func TestSnapshotHiddenInOneRegion(t *testing.T) {
+	t.Parallel()
+	e := newRepo(t)
+	_, ids := chainOfThree(t, e)
+	if err := os.Remove(filepath.Join(e.regions[1], "snapshots", ids[1])); err != nil {
+		t.Fatal(err)
+	}
+	r := e.expect(exitIntegrity, "snapshots")
+	requireContains(t, "snapshots with a hidden manifest", r.stderr, "region two")
+	r = e.expect(exitIntegrity, e.withID("restore", "latest", "--target", filepath.Join(e.dir, "out"))...)
+	requireContains(t, "restore with a hidden manifest", r.stderr, ids[1])
+	e.ok("replicate", "sync")
+	e.ok("snapshots")
+}

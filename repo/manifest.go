@@ -23,8 +23,12 @@ type Manifest struct {
 	Seq        uint64    `json:"seq"`            // chain position, 1 for a host's first snapshot
 	Prev       string    `json:"prev,omitempty"` // ID of the host's previous manifest
 	Tree       crypt.ID  `json:"tree"`           // root tree blob
-	Stats      Stats     `json:"stats"`
-	Body       crypt.ID  `json:"body"` // MetaBlob holding the ManifestBody
+	// Regions are the names of the regions the snapshot was committed to
+	// (in a quorum). A region named here that lacks the manifest hid or
+	// lost it; one not named lagged when it was written.
+	Regions []string `json:"regions"`
+	Stats   Stats    `json:"stats"`
+	Body    crypt.ID `json:"body"` // MetaBlob holding the ManifestBody
 }
 
 // Stats are a snapshot's totals.

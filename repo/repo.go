@@ -327,6 +327,38 @@ func (r *Repository) identities() []age.Identity {
 	return ids
 }
 
+// listPerRegion lists prefix in every region that answers and returns the
+// union (as listAll) and, per answering region, the names it holds.
+func (r *Repository) listPerRegion(ctx context.Context, prefix string) (map[string]int64, map[string]map[string]bool, error) {
+	union := map[string]int64{}
+	per := map[string]map[string]bool{}
+	var errs []error
+	down := r.Down()
+	for _, reg := range r.readOrder() {
+		if _, isDown := down[reg.Name]; isDown && len(per) > 0 {
+			continue
+		}
+		have := map[string]bool{}
+		err := reg.Backend.List(ctx, prefix, func(fi backend.Info) error {
+			have[fi.Name] = true
+			if _, seen := union[fi.Name]; !seen {
+				union[fi.Name] = fi.Size
+			}
+			return nil
+		})
+		if err != nil {
+			r.markDown(reg, err)
+			errs = append(errs, &RegionError{reg.Name, fmt.Errorf("list %s: %w", prefix, err)})
+			continue
+		}
+		per[reg.Name] = have
+	}
+	if len(per) == 0 {
+		return nil, nil, errors.Join(errs...)
+	}
+	return union, per, nil
+}
+
 // listAll returns the union of the object names under prefix in every
 // region that answers, with their sizes as the first region listing them
 // reports. Regions already known to be down are skipped while another

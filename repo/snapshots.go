@@ -15,18 +15,29 @@ import (
 // over all regions), oldest first. A manifest that fails verification in
 // every region that has it is an integrity error naming it.
 func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
-	names, err := r.listAll(ctx, "snapshots/")
+	names, perRegion, err := r.listPerRegion(ctx, "snapshots/")
 	if err != nil {
 		return nil, fmt.Errorf("repo: %w", err)
 	}
 	var out []*Snapshot
+	var hidden []error
 	for _, name := range sortedKeys(names) {
 		id := strings.TrimPrefix(name, "snapshots/")
 		s, err := r.readSnapshot(ctx, id)
 		if err != nil {
 			return nil, err
 		}
+		// Regions are independent witnesses: one that the manifest says
+		// holds it, and that answered, must list it.
+		for _, reg := range s.Regions {
+			if have, answered := perRegion[reg]; answered && !have[name] {
+				hidden = append(hidden, &IntegrityError{Region: reg, Object: "snapshot " + id, Reason: "missing, though it was committed there (its manifest names the region): deleted or hidden"})
+			}
+		}
 		out = append(out, s)
+	}
+	if len(hidden) > 0 {
+		return nil, errors.Join(hidden...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	if err := VerifyChains(out); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"vaultbak/backend/faulty"
 	"vaultbak/crypt"
 )
 
@@ -176,9 +177,43 @@ func TestSnapshotsFallBackToAnotherRegion(t *testing.T) {
 	if err != nil || len(snaps) != 1 || snaps[0].Region != "r2" {
 		t.Fatalf("Snapshots with region 1 damaged: %v", err)
 	}
+	// Deleted from a region the manifest was committed to: the regions
+	// disagree, which is an integrity failure naming that region.
+	if len(snap.Regions) != 2 {
+		t.Fatalf("manifest names regions %v, want both", snap.Regions)
+	}
 	e.mems[0].Delete(ctx, name)
-	if snaps, err := e.open(Keys{}).Snapshots(ctx); err != nil || len(snaps) != 1 || snaps[0].Region != "r2" {
-		t.Fatalf("Snapshots with region 1 lacking it: %v", err)
+	_, err = e.open(Keys{}).Snapshots(ctx)
+	var ie *IntegrityError
+	if !errors.As(err, &ie) || ie.Region != "r1" {
+		t.Fatalf("Snapshots with region 1 hiding it: %v, want an IntegrityError naming r1", err)
+	}
+}
+
+// A region that was down when a snapshot was committed lags: it is not
+// named in the manifest, and lacking the manifest is not tampering.
+func TestLaggingRegionIsNotHiding(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 2, crypt.KindX25519)
+	f := faulty.New(e.regions[1].Backend)
+	f.AddFault(faulty.OpPut, "", errors.New("region down"), -1)
+	regions := []*Region{e.regions[0], {Name: "r2", Backend: f}}
+	r, err := Open(ctx, regions, e.keysAll())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := r.NewWriter(ctx, WriterOptions{Quorum: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := saveAll(t, w, [][]byte{randomBlob(21, 9000)})
+	snap := commitTree(t, r, w, "f", ids, testTime)
+	if len(snap.Regions) != 1 || snap.Regions[0] != "r1" {
+		t.Fatalf("manifest names %v, want only r1", snap.Regions)
+	}
+	snaps, err := e.open(Keys{}).Snapshots(ctx)
+	if err != nil || len(snaps) != 1 {
+		t.Fatalf("Snapshots with a lagging region: %v", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -375,19 +376,34 @@ func (w *Writer) Commit(ctx context.Context, m *Manifest, body *ManifestBody, he
 	m.Prev = headID
 	m.Stats.AddedBytes = w.AddedBytes()
 	m.Stats.NewBlobs = w.NewBlobs()
-	id, data, err := signManifest(m, host.Signing)
-	if err != nil {
-		return nil, err
-	}
-	if err := w.regions.put(ctx, snapshotName(id), data); err != nil {
-		// Below quorum: take the manifest back from where it landed, so
-		// that no region shows a snapshot the quorum does not hold.
-		for _, reg := range w.regions.live() {
+	// The manifest names the regions it is committed to: a region it names
+	// that lacks it later hid or lost it (integrity failure); a region it
+	// does not name merely lags. When a region fails the manifest write,
+	// the manifest is taken back and signed again without that region.
+	for attempt := 0; ; attempt++ {
+		live := w.regions.live()
+		m.Regions = make([]string, len(live))
+		for i, reg := range live {
+			m.Regions[i] = reg.Name
+		}
+		sort.Strings(m.Regions)
+		id, data, err := signManifest(m, host.Signing)
+		if err != nil {
+			return nil, err
+		}
+		err = w.regions.put(ctx, snapshotName(id), data)
+		if err == nil && (len(w.regions.live()) == len(live) || attempt > 0) {
+			return &Snapshot{ID: id, Manifest: *m, Signer: host.Signing.Public()}, nil
+		}
+		// Take it back (below quorum: so that no region shows a snapshot
+		// the quorum does not hold; otherwise: to sign it again).
+		for _, reg := range live {
 			reg.Backend.Delete(context.WithoutCancel(ctx), snapshotName(id))
 		}
-		return nil, fmt.Errorf("repo: write snapshot %s: %w", ShortID(id), err)
+		if err != nil {
+			return nil, fmt.Errorf("repo: write snapshot %s: %w", ShortID(id), err)
+		}
 	}
-	return &Snapshot{ID: id, Manifest: *m, Signer: host.Signing.Public()}, nil
 }
 
 // confirm checks, in every live region, that each object this writer wrote
