@@ -86,6 +86,9 @@ func TestSnapshotHiddenInOneRegion(t *testing.T) {
 	requireContains(t, "snapshots with a hidden manifest", r.stderr, "region two")
 	r = e.expect(exitIntegrity, e.withID("restore", "latest", "--target", filepath.Join(e.dir, "out"))...)
 	requireContains(t, "restore with a hidden manifest", r.stderr, ids[1])
+	r = e.expect(exitIntegrity, "check")
+	requireContains(t, "check with a hidden manifest", r.stderr, "region two")
 	e.ok("replicate", "sync")
+	e.ok("check")
 	e.ok("snapshots")
 }

@@ -125,7 +125,13 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 		return nil, err
 	}
 
-	// Every manifest, in every region: signature and enrolment.
+	// Every manifest, in every region: signature and enrolment; and every
+	// region it names holds it.
+	answered := map[string]int{}
+	for i, reg := range regions {
+		answered[reg.Name] = i
+	}
+	seenManifest := map[string]bool{}
 	for i, reg := range regions {
 		for _, name := range sortedKeys(listed[i].snaps) {
 			id := strings.TrimPrefix(name, "snapshots/")
@@ -141,6 +147,16 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 				problem(&IntegrityError{Region: reg.Name, Object: "snapshot " + id, Reason: err.Error()})
 			}
 			res.Snapshots++
+			if err == nil && !seenManifest[name] {
+				seenManifest[name] = true
+				for _, named := range s.Regions {
+					if j, ok := answered[named]; ok {
+						if _, has := listed[j].snaps[name]; !has {
+							problem(&IntegrityError{Region: named, Object: "snapshot " + id, Reason: "missing, though it was committed there (its manifest names the region): deleted or hidden"})
+						}
+					}
+				}
+			}
 		}
 	}
 
