@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strings"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -87,15 +87,11 @@ func (c *commandSource) abort() {
 	}
 }
 
-// commandName is how messages name a command: its program and arguments,
-// shortened. Arguments are the user's own (a password there is already in
-// the process list); still, keep the message short.
+// commandName is how messages name a command: its program only. Its
+// arguments may hold a password (mysqldump -pSECRET), and messages never
+// repeat secrets.
 func commandName(args []string) string {
-	s := strings.Join(args, " ")
-	if len(s) > 80 {
-		s = s[:77] + "..."
-	}
-	return fmt.Sprintf("%q", s)
+	return fmt.Sprintf("%q", filepath.Base(args[0]))
 }
 
 // commandSink runs a command that reads a restored stream on its stdin.
