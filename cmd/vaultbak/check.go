@@ -73,7 +73,7 @@ func runCheck(ctx context.Context, g *globals, readData bool, pct string) error 
 	if g.json {
 		g.out.emit(map[string]any{"type": "summary", "packs": res.Packs, "bytes": res.Bytes, "blobs": res.Blobs, "snapshots": res.Snapshots, "problems": len(res.Problems), "warnings": len(res.Warnings), "read_data_percent": map[bool]float64{true: percent, false: 0}[readData]})
 	} else {
-		g.out.textf("checked %d region(s): %d packs (%s), %d snapshots, %d chunks decrypted and verified; %d problem(s)\n", len(s.repo.Regions()), res.Packs, humanBytes(uint64(res.Bytes)), res.Snapshots, res.Blobs, len(res.Problems))
+		g.out.textf("checked %d region(s): %d pack copies (%s read), %d manifest copies, %d chunks decrypted and verified; %d problem(s)\n", len(s.repo.Regions()), res.Packs, humanBytes(uint64(res.Bytes)), res.Snapshots, res.Blobs, len(res.Problems))
 	}
 	if len(res.Problems) > 0 {
 		return fmt.Errorf("check found %d problem(s): %w", len(res.Problems), repo.ErrIntegrity)
