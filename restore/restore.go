@@ -435,9 +435,20 @@ func Dump(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, p string
 	if n.Type != repo.NodeFile {
 		return fmt.Errorf("restore: %s is a %s, not a file", p, n.Type)
 	}
+	return Content(ctx, r, p, n, w)
+}
+
+// Content writes the content of file node n (at snapshot path p, which
+// errors name) to w, verifying every chunk before it is written and the
+// whole content's size and keyed hash at the end; a failed verification is
+// an error after which w holds a prefix.
+func Content(ctx context.Context, r *repo.Repository, p string, n *repo.Node, w io.Writer) error {
+	if !r.CanRead() {
+		return repo.ErrNeedRecovery
+	}
 	h := r.Secrets().ContentKey().New()
 	var size uint64
-	err = loadInOrder(ctx, r, n.Content, func(data []byte) error {
+	err := loadInOrder(ctx, r, n.Content, func(data []byte) error {
 		h.Write(data)
 		if _, err := w.Write(data); err != nil {
 			return fmt.Errorf("write: %w", err)
