@@ -85,6 +85,13 @@ func (g *globals) open(ctx context.Context, need keyNeeds) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	return g.openConfig(ctx, cfg, need)
+}
+
+// openConfig is open with a config already loaded (a backup set's or one
+// region's view of it).
+func (g *globals) openConfig(ctx context.Context, cfg *fileConfig, need keyNeeds) (*session, error) {
+	var err error
 	var keys repo.Keys
 	if p := g.identityFile(); p != "" {
 		if keys.Recovery, err = loadIdentity(p); err != nil {
