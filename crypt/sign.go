@@ -63,3 +63,14 @@ func (pub PublicKey) Verify(msg, sig []byte) error {
 	}
 	return nil
 }
+
+// Seed returns the key's 32-byte private seed, for sealing it.
+func (k SigningKey) Seed() []byte { return k.priv.Seed() }
+
+// SigningKeyFromSeed rebuilds a key from its seed.
+func SigningKeyFromSeed(seed []byte) (SigningKey, error) {
+	if len(seed) != ed25519.SeedSize {
+		return SigningKey{}, fmt.Errorf("crypt: malformed signing key seed")
+	}
+	return SigningKey{ed25519.NewKeyFromSeed(seed)}, nil
+}

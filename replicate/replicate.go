@@ -16,7 +16,7 @@ import (
 )
 
 // prefixes are listed in commit order; Sync copies in this order.
-var prefixes = []string{"keys/", "data/", "index/", "snapshots/", "config"}
+var prefixes = []string{"keys/", "data/", "index/", "snapshots/", "audit/", "config"}
 
 // RegionStatus is one region compared with the union of all regions.
 type RegionStatus struct {

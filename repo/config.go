@@ -40,6 +40,23 @@ type Config struct {
 	// Serial counts config changes; a host remembers the newest it saw,
 	// so an older config served again (a revoked host restored) is caught.
 	Serial uint64 `json:"serial"`
+	// Operators are the audit signing keys of recovery-identity holders,
+	// the current one last (see audit.go).
+	Operators []OperatorEntry `json:"operators,omitempty"`
+}
+
+// OperatorEntry is an audit signing key for operations run with the
+// recovery identity. Its seed is sealed to the recovery recipients only,
+// so a writer can neither read it nor sign as an operator.
+type OperatorEntry struct {
+	SigningKey crypt.PublicKey `json:"signing_key"`
+	Seed       []byte          `json:"seed"` // age-sealed to the recovery recipients
+	Created    time.Time       `json:"created"`
+	// Retired is set when the recovery recipients changed: the key's
+	// records after RetiredAfter (its audit chain position then) are
+	// rejected, since a removed identity may have kept the seed.
+	Retired      *time.Time `json:"retired,omitempty"`
+	RetiredAfter uint64     `json:"retired_after,omitempty"`
 }
 
 // HostEntry is one enrolled backup host.
@@ -53,6 +70,9 @@ type HostEntry struct {
 	// revoked: a manifest further along is rejected whatever time it
 	// claims.
 	RevokedAfter uint64 `json:"revoked_after,omitempty"`
+	// AuditRevokedAfter is the host's audit chain position when it was
+	// revoked; its records further along are rejected.
+	AuditRevokedAfter uint64 `json:"audit_revoked_after,omitempty"`
 }
 
 // Writers returns the recipients of every non-revoked host.

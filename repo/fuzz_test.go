@@ -186,3 +186,36 @@ func FuzzDecodeBlob(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeAudit(f *testing.F) {
+	key := crypt.GenerateSigningKey()
+	rec := &AuditRecord{Version: FormatVersion, Repository: "r", Signer: HostSigner("h"), Seq: 1, Time: time.Unix(1, 0).UTC(), Op: "backup", Result: "ok", Regions: []string{"r1"}}
+	_, data, err := signAudit(rec, key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Add([]byte(`{"format":"vaultbak-audit","record":{},"signer":"ed25519:","sig":""}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// Under the name its content claims, and under a fixed wrong one.
+		name := auditName("x", 1, "0000000000000000000000000000000000000000000000000000000000000000")
+		var sa signedAudit
+		var r AuditRecord
+		if json.Unmarshal(data, &sa) == nil && json.Unmarshal(sa.Record, &r) == nil {
+			sum := sha256.Sum256(sa.Record)
+			name = auditName(r.Signer, r.Seq, hex.EncodeToString(sum[:]))
+		}
+		for _, n := range []string{name, "audit/x"} {
+			e, err := decodeAudit(n, data)
+			if err != nil {
+				continue
+			}
+			if e.Name != n || e.Version != FormatVersion || e.Seq == 0 || AuditChain(e.Signer) != n[len("audit/"):len("audit/")+16] {
+				t.Fatalf("decoded record does not match its name %q: %+v", n, e)
+			}
+			if err := e.Key.Verify(auditSignedBytes(sa.Record), sa.Sig); err != nil {
+				t.Fatalf("accepted a record whose signature does not verify: %v", err)
+			}
+		}
+	})
+}

@@ -60,12 +60,17 @@ func (r *Repository) RevokeHost(ctx context.Context, name string, now time.Time)
 		return err
 	}
 	head, _ := ChainHead(snaps, name)
+	auditHeads, err := r.auditHeads(ctx)
+	if err != nil {
+		return err
+	}
 	cfg := r.cloneConfig()
 	t := now.UTC()
 	for i := range cfg.Hosts {
 		if cfg.Hosts[i].Name == name {
 			cfg.Hosts[i].Revoked = &t
 			cfg.Hosts[i].RevokedAfter = head
+			cfg.Hosts[i].AuditRevokedAfter = auditHeads[AuditChain(HostSigner(name))].Seq
 		}
 	}
 	secrets := *r.secrets
@@ -77,6 +82,7 @@ func (r *Repository) cloneConfig() *Config {
 	c := *r.cfg
 	c.Hosts = append([]HostEntry(nil), r.cfg.Hosts...)
 	c.Recovery = append([]string(nil), r.cfg.Recovery...)
+	c.Operators = append([]OperatorEntry(nil), r.cfg.Operators...)
 	return &c
 }
 

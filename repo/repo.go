@@ -117,6 +117,11 @@ func Init(ctx context.Context, regions []*Region, opts InitOptions) (*Repository
 		return nil, nil, err
 	}
 	cfg.Hosts = []HostEntry{{Name: opts.Host, WriterRecipient: host.WriterRecipient, SigningKey: host.Signing.Public(), Enrolled: opts.Now.UTC()}}
+	_, operator, err := newOperator(recipients, opts.Now)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Operators = []OperatorEntry{operator}
 
 	writer, err := crypt.ParseRecipient(host.WriterRecipient)
 	if err != nil {

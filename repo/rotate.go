@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -82,6 +83,24 @@ func (r *Repository) SetRecovery(ctx context.Context, recovery []string, progres
 
 	cfg := r.cloneConfig()
 	cfg.Recovery = slices.Clone(recovery)
+	// A removed identity may have kept the operator key: retire it at the
+	// chain's current position and continue with a new one.
+	heads, err := r.auditHeads(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	for i := range cfg.Operators {
+		if cfg.Operators[i].Retired == nil {
+			cfg.Operators[i].Retired = &now
+			cfg.Operators[i].RetiredAfter = heads[AuditChain(OperatorSigner)].Seq
+		}
+	}
+	_, operator, err := newOperator(recipients, now)
+	if err != nil {
+		return err
+	}
+	cfg.Operators = append(cfg.Operators, operator)
 	var files [][]indexPack
 	for len(rewrapped) > 0 { // a few hundred packs per index file
 		n := min(len(rewrapped), 256)

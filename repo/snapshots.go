@@ -61,28 +61,12 @@ func VerifyChains(snaps []*Snapshot) error {
 	sort.Strings(hosts)
 	var errs []error
 	for _, h := range hosts {
-		chain := byHost[h]
-		before := len(errs)
-		sort.SliceStable(chain, func(i, j int) bool { return chain[i].Seq < chain[j].Seq })
-		for i, s := range chain {
-			want := uint64(i + 1)
-			switch {
-			case s.Seq < want:
-				errs = append(errs, &IntegrityError{Object: "snapshot " + s.ID, Reason: fmt.Sprintf("host %s: the chain forks: two snapshots #%d (%s and %s)", h, s.Seq, ShortID(chain[i-1].ID), ShortID(s.ID))})
-			case s.Seq > want:
-				gap := fmt.Sprintf("snapshot #%d (%s, named by #%d) is missing", s.Seq-1, ShortID(s.Prev), s.Seq)
-				if want < s.Seq-1 {
-					gap = fmt.Sprintf("snapshots #%d to #%d are missing", want, s.Seq-1)
-				}
-				errs = append(errs, &IntegrityError{Object: "snapshot " + s.ID, Reason: fmt.Sprintf("host %s: the chain is broken: %s: deleted or withheld", h, gap)})
-			case i == 0 && s.Prev != "":
-				errs = append(errs, &IntegrityError{Object: "snapshot " + s.ID, Reason: fmt.Sprintf("host %s: first snapshot names a predecessor", h)})
-			case i > 0 && s.Prev != chain[i-1].ID:
-				errs = append(errs, &IntegrityError{Object: "snapshot " + s.ID, Reason: fmt.Sprintf("host %s: snapshot #%d does not follow #%d (%s)", h, s.Seq, chain[i-1].Seq, ShortID(chain[i-1].ID))})
-			}
-			if len(errs) > before {
-				break // one finding per host: the rest follows from it
-			}
+		links := make([]chainLink, len(byHost[h]))
+		for i, s := range byHost[h] {
+			links[i] = chainLink{id: s.ID, prev: s.Prev, seq: s.Seq}
+		}
+		if at, reason := chainBreak(links, "snapshot"); reason != "" {
+			errs = append(errs, &IntegrityError{Object: "snapshot " + at, Reason: fmt.Sprintf("host %s: %s", h, reason)})
 		}
 	}
 	return errors.Join(errs...)

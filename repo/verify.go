@@ -8,7 +8,7 @@ import (
 // VerifyObject checks, without any key, that data is a plausible copy of
 // the object called name: packs, index files and key files must hash to
 // their names, manifests must hash to their IDs and carry a valid
-// signature. Replication uses it before it copies an object into a region.
+// signature, and so must audit records. Replication uses it before it copies an object into a region.
 // The config cannot be checked without the secrets; it passes.
 func VerifyObject(name string, data []byte) error {
 	switch {
@@ -24,6 +24,11 @@ func VerifyObject(name string, data []byte) error {
 		}
 		if objectHash(data) != want {
 			return fmt.Errorf("%s: content does not match its hash", name)
+		}
+		return nil
+	case strings.HasPrefix(name, auditPrefix):
+		if _, err := decodeAudit(name, data); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
 		}
 		return nil
 	case strings.HasPrefix(name, "snapshots/"):

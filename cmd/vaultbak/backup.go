@@ -147,6 +147,7 @@ func (b *backupRun) end() {
 
 func finishBackup(g *globals, dir string, res *backup.Result, cachePath string, progress *backup.Progress, took time.Duration) error {
 	snap := res.Snapshot
+	g.auditTarget = snap.ID
 	if err := writeHighWater(dir, highWater{Seq: snap.Seq, ID: snap.ID}); err != nil {
 		return fmt.Errorf("snapshot %s committed, but recording it locally failed: %w", repo.ShortID(snap.ID), err)
 	}

@@ -22,7 +22,8 @@ every pack and index file and the signature of every manifest. With the
 host credential: also that every indexed pack is present with its size in
 every region. With --read-data and the recovery identity: also decrypt the
 packs (all, or PERCENT of them) and verify every chunk against its keyed
-ID, and walk every snapshot's trees.
+ID, and walk every snapshot's trees. The audit trail is verified as by
+'audit verify'.
 
 Damage exits 4 naming the object and region; a region that merely lacks
 objects another holds exits 3.`,
@@ -59,6 +60,17 @@ func runCheck(ctx context.Context, g *globals, readData bool, pct string) error 
 	stop()
 	if err != nil {
 		return err
+	}
+	// The audit trail is verified too: a deleted record is damage.
+	if _, err := s.auditTrail(ctx); err != nil {
+		if !errors.Is(err, repo.ErrIntegrity) {
+			return err
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			res.Problems = append(res.Problems, j.Unwrap()...)
+		} else {
+			res.Problems = append(res.Problems, err)
+		}
 	}
 	for _, p := range res.Problems {
 		if g.json {

@@ -97,6 +97,7 @@ func runHostEnroll(ctx context.Context, g *globals, name, out string) error {
 	if _, err := os.Lstat(out); !isNotExist(err) {
 		return withHint(usagef("%s already exists; refusing to overwrite a credential", out), "choose another --out path")
 	}
+	g.auditTarget = "host " + name
 	cred, err := s.repo.EnrollHost(ctx, name, time.Now())
 	if err != nil {
 		return err
@@ -121,6 +122,7 @@ func runHostRevoke(ctx context.Context, g *globals, name string) error {
 	if s.repo.Secrets() == nil {
 		return withHint(usagef("revoking a host needs the recovery identity or another host's credential"), "pass --identity or --host-key")
 	}
+	g.auditTarget = "host " + name
 	if err := s.repo.RevokeHost(ctx, name, time.Now()); err != nil {
 		return err
 	}

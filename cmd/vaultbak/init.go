@@ -79,7 +79,9 @@ func runInit(ctx context.Context, g *globals, recipients, files []string, host, 
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	s := &session{cfg: cfg, repo: r}
+	g.sessions = append(g.sessions, s)
+	g.auditSession = s
 	if err := crypt.WriteKeyFile(hk, cred.Marshal(time.Now())); err != nil {
 		return fmt.Errorf("repository created, but writing the host credential failed: %w", err)
 	}

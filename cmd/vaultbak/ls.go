@@ -108,6 +108,7 @@ func (g *globals) openSnapshot(ctx context.Context, ref string, f repo.Filter) (
 		s.Close()
 		return nil, nil, err
 	}
+	g.auditTarget = snap.ID
 	return s, snap, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -23,6 +24,12 @@ type globals struct {
 	quiet        bool
 
 	out *output
+
+	// sessions are the repositories the command opened; they stay open
+	// until its audit record is written (see audit.go).
+	sessions     []*session
+	auditSession *session // the repository the command acted on
+	auditTarget  string   // what it acted on: a snapshot ID, a host
 }
 
 func newRootCmd(g *globals) *cobra.Command {
@@ -63,6 +70,7 @@ Exit codes: 0 success, 1 failure, 2 usage or configuration error,
 		newReplicateCmd(g),
 		newHostCmd(g),
 		newKeyCmd(g),
+		newAuditCmd(g),
 	)
 	return root
 }
@@ -77,7 +85,7 @@ func run(args []string) int {
 	g := &globals{}
 	root := newRootCmd(g)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if g.out == nil {
 		g.out = newOutput(false, false)
 	}
@@ -85,6 +93,17 @@ func run(args []string) int {
 		err = &usageError{err}
 	}
 	code := exitCode(ctx, err)
+	defer func() {
+		for _, s := range g.sessions {
+			s.repo.Close()
+		}
+	}()
+	if cmd != nil {
+		// Record even an interrupted command, briefly.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		defer g.recordAudit(actx, cmd, code)
+	}
 	var we *warningsError
 	switch {
 	case err == nil:

@@ -76,7 +76,9 @@ type session struct {
 	repo *repo.Repository
 }
 
-func (s *session) Close() { s.repo.Close() }
+// Close is a no-op: the repository stays open until the command's audit
+// record is written, and run closes it then.
+func (s *session) Close() {}
 
 // open loads the config and the keys the command needs and opens the
 // repository.
@@ -122,7 +124,10 @@ func (g *globals) openConfig(ctx context.Context, cfg *fileConfig, need keyNeeds
 	if err != nil {
 		return nil, err
 	}
-	return &session{cfg: cfg, repo: r}, nil
+	s := &session{cfg: cfg, repo: r}
+	g.sessions = append(g.sessions, s)
+	g.auditSession = s
+	return s, nil
 }
 
 // stateDir is where this host keeps its state for the repository: the
