@@ -9,7 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -27,8 +30,99 @@ type fileConfig struct {
 	HostKey  string         `yaml:"host_key"`
 	CacheDir string         `yaml:"cache_dir"`
 	Excludes []string       `yaml:"excludes"`
+	Sets     []setConfig    `yaml:"sets"`
+	Drill    objectives     `yaml:"drill"`
+	// NotifyCommand runs (sh -c) after backup and drill with the JSON
+	// summary on stdin and VAULTBAK_EXIT_CODE in its environment.
+	NotifyCommand string `yaml:"notify_command"`
 
 	path string // where it was read from
+}
+
+// setConfig is a backup set: what to back up, where (a subset of the
+// regions, for data residency), and its drill objectives. Its snapshots
+// carry its name (Manifest.Set), which snapshots/restore/drill --set select.
+type setConfig struct {
+	Name       string     `yaml:"name"`
+	Paths      []string   `yaml:"paths"`
+	Excludes   []string   `yaml:"excludes"`
+	Tags       []string   `yaml:"tags"`
+	Regions    []string   `yaml:"regions"` // region names; empty: every region
+	Objectives objectives `yaml:"objectives"`
+}
+
+// objectives are drill objectives: the config's drill section, a set's
+// own, or flags. Zero fields are unset.
+type objectives struct {
+	MaxRPO duration `yaml:"max_rpo"`
+	MaxRTO duration `yaml:"max_rto"`
+	Sample float64  `yaml:"sample"` // percent of the snapshot's bytes restored
+	// ScratchDir is where drill restores its sample (default: the system
+	// temporary directory). Only in the drill section.
+	ScratchDir string `yaml:"scratch_dir"`
+}
+
+// duration is a time.Duration in YAML as "90m", "26h" or "7d".
+type duration time.Duration
+
+func (d *duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = duration(v)
+	return nil
+}
+
+// parseDuration is time.ParseDuration that also takes whole days ("7d").
+func parseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.ParseUint(days, 10, 16); err == nil {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("duration %q: want e.g. 90m, 26h or 7d", s)
+	}
+	return v, nil
+}
+
+// set returns the backup set called name.
+func (c *fileConfig) set(name string) (*setConfig, error) {
+	for i := range c.Sets {
+		if c.Sets[i].Name == name {
+			return &c.Sets[i], nil
+		}
+	}
+	names := make([]string, len(c.Sets))
+	for i, s := range c.Sets {
+		names[i] = s.Name
+	}
+	if len(names) == 0 {
+		return nil, withHint(usagef("no backup set %q: the config file %s defines none", name, c.path), "add it under 'sets:' (name, paths, regions...) or leave out --set")
+	}
+	return nil, usagef("no backup set %q in the config file %s (it defines %s)", name, c.path, strings.Join(names, ", "))
+}
+
+// only returns a copy of c limited to the named regions, in config order,
+// with the quorum capped at their number (a set pinned to one region
+// commits in that region).
+func (c *fileConfig) only(names []string) *fileConfig {
+	if len(names) == 0 {
+		return c
+	}
+	out := *c
+	out.Regions = nil
+	for _, r := range c.Regions {
+		if slices.Contains(names, r.Name) {
+			out.Regions = append(out.Regions, r)
+		}
+	}
+	if out.Quorum > len(out.Regions) {
+		out.Quorum = len(out.Regions)
+	}
+	return &out
 }
 
 type regionConfig struct {
@@ -96,6 +190,37 @@ func (c *fileConfig) validate() error {
 	}
 	if c.Quorum < 0 || c.Quorum > len(c.Regions) {
 		return fmt.Errorf("quorum %d is not between 1 and the number of regions (%d)", c.Quorum, len(c.Regions))
+	}
+	sets := map[string]bool{}
+	for i, s := range c.Sets {
+		switch {
+		case s.Name == "" || strings.ContainsAny(s.Name, "\x00\n\r"):
+			return fmt.Errorf("backup set %d has no usable name", i+1)
+		case sets[s.Name]:
+			return fmt.Errorf("backup set name %q appears twice", s.Name)
+		}
+		sets[s.Name] = true
+		for _, r := range s.Regions {
+			if !seen[r] {
+				return fmt.Errorf("backup set %s names region %q, which is not under 'regions:'", s.Name, r)
+			}
+		}
+		if s.Objectives.ScratchDir != "" {
+			return fmt.Errorf("backup set %s: scratch_dir belongs in the drill section", s.Name)
+		}
+		if err := s.Objectives.validate(); err != nil {
+			return fmt.Errorf("backup set %s: objectives: %w", s.Name, err)
+		}
+	}
+	if err := c.Drill.validate(); err != nil {
+		return fmt.Errorf("drill: %w", err)
+	}
+	return nil
+}
+
+func (o objectives) validate() error {
+	if o.Sample < 0 || o.Sample > 100 {
+		return fmt.Errorf("sample %v is not a percentage in (0, 100]", o.Sample)
 	}
 	return nil
 }
