@@ -50,6 +50,9 @@ type Progress struct {
 	Bytes     atomic.Uint64 // content bytes done
 	ReadBytes atomic.Uint64 // content bytes actually read
 	Skipped   atomic.Uint64 // files skipped by metadata
+	// SkippedBytes is the content of the skipped files: ReadBytes plus
+	// SkippedBytes is how far a backup has come through its paths.
+	SkippedBytes atomic.Uint64
 }
 
 // Result is a finished backup.

@@ -35,6 +35,7 @@ func (b *backuper) saveFile(job fileJob, ch *chunk.Chunker) (*repo.Node, error) 
 		b.remember(job.abs, job.st, e.Content, e.Hash)
 		b.done(job.st.size, false)
 		b.progress.Skipped.Add(1)
+		b.progress.SkippedBytes.Add(uint64(job.st.size))
 		return &n, nil
 	}
 

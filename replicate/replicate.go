@@ -172,8 +172,10 @@ type SyncResult struct {
 }
 
 // Sync copies to every region what it lacks, from a region that holds an
-// intact copy. progress, if set, is called after each object.
-func Sync(ctx context.Context, regions []*repo.Region, st *Status, progress func(copied int, bytes int64)) (*SyncResult, error) {
+// intact copy. progress, if set, is called after each object copied, from
+// several goroutines at once, with the region it went to and its size; a
+// region's total to copy is its RegionStatus.MissingBytes.
+func Sync(ctx context.Context, regions []*repo.Region, st *Status, progress func(region string, bytes int64)) (*SyncResult, error) {
 	res := &SyncResult{}
 	var copied atomic.Int64
 	var bytes atomic.Int64
@@ -202,10 +204,10 @@ func Sync(ctx context.Context, regions []*repo.Region, st *Status, progress func
 						}
 						return err
 					}
-					c := copied.Add(1)
-					b := bytes.Add(n)
+					copied.Add(1)
+					bytes.Add(n)
 					if progress != nil {
-						progress(int(c), b)
+						progress(reg.Name, n)
 					}
 					return nil
 				})

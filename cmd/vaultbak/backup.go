@@ -81,12 +81,16 @@ func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags) e
 	cachePath := cacheFile(dir, absPaths, f.set)
 	start := time.Now()
 	progress := &backup.Progress{}
-	stop := g.out.progress(func() string {
-		return fmt.Sprintf("backup: %d files, %s done, %s read", progress.Files.Load(), humanBytes(progress.Bytes.Load()), humanBytes(progress.ReadBytes.Load()))
-	})
+	excludes := append(append([]string(nil), s.cfg.Excludes...), f.excludes...)
+	stop := func(error) {}
+	if g.out.progressShown() {
+		mctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stop = g.out.meter("backup", backupGauges(mctx, r, absPaths, excludes, progress)...)
+	}
 	res, err := backup.Run(ctx, r, backup.Options{
 		Paths:    absPaths,
-		Excludes: append(append([]string(nil), s.cfg.Excludes...), f.excludes...),
+		Excludes: excludes,
 		Tags:     f.tags,
 		Set:      f.set,
 		Cache:    readFileCache(cachePath),
@@ -96,7 +100,7 @@ func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags) e
 		HeadSeq:  head,
 		HeadID:   headID,
 	}, progress)
-	stop()
+	stop(err)
 	if err != nil {
 		return err
 	}
@@ -202,20 +206,20 @@ func runBackupStdin(ctx context.Context, g *globals, args []string, f backupFlag
 	s, r, dir, head, headID := b.s, b.s.repo, b.dir, b.head, b.headID
 	start := time.Now()
 	progress := &backup.Progress{}
-	stop := g.out.progress(func() string {
-		return fmt.Sprintf("backup: %s of %s read", humanBytes(progress.ReadBytes.Load()), f.stdinName)
-	})
 	var src io.Reader = os.Stdin
 	var cmdSrc *commandSource
 	if f.fromCommand {
 		if cmdSrc, err = startCommandSource(ctx, args); err != nil {
-			stop()
 			return err
 		}
 		src = cmdSrc
 	}
+	stop := func(error) {}
+	if g.out.progressShown() {
+		stop = g.out.meter("backup", streamGauges(r, f.stdinName, progress)...)
+	}
 	res, err := backup.Stream(ctx, r, f.stdinName, src, backup.Options{Tags: f.tags, Set: f.set, Quorum: s.cfg.quorum(), HeadSeq: head, HeadID: headID}, progress)
-	stop()
+	stop(err)
 	if cmdSrc != nil {
 		cmdSrc.abort()
 	}

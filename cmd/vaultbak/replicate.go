@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
@@ -57,9 +58,35 @@ func runReplicate(ctx context.Context, g *globals, sync bool) error {
 		return err
 	}
 	if sync {
-		stop := g.out.progress(func() string { return "replicate: copying…" })
-		res, err := replicate.Sync(ctx, regions, st, nil)
-		stop()
+		copied := make(map[string]*atomic.Int64, len(regions))
+		var gauges []gauge
+		for _, rs := range st.Regions {
+			n, total := &atomic.Int64{}, rs.MissingBytes
+			copied[rs.Name] = n
+			if rs.Err == nil && total > 0 {
+				gauges = append(gauges, gauge{name: rs.Name, region: true, done: n.Load, total: func() int64 { return total }})
+			}
+		}
+		if len(gauges) > 0 {
+			gauges = append([]gauge{{name: "replicate sync", done: func() int64 {
+				var sum int64
+				for _, n := range copied {
+					sum += n.Load()
+				}
+				return sum
+			}, total: func() int64 {
+				var sum int64
+				for _, rs := range st.Regions {
+					if rs.Err == nil {
+						sum += rs.MissingBytes
+					}
+				}
+				return sum
+			}}}, gauges...)
+		}
+		stop := g.out.meter("replicate sync", gauges...)
+		res, err := replicate.Sync(ctx, regions, st, func(region string, n int64) { copied[region].Add(n) })
+		stop(err)
 		if err != nil {
 			return err
 		}

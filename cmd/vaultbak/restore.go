@@ -101,11 +101,13 @@ func runRestore(ctx context.Context, g *globals, ref string, f restoreFlags) err
 	defer s.Close()
 	start := time.Now()
 	progress := &restore.Progress{}
-	stop := g.out.progress(func() string {
-		return fmt.Sprintf("restore %s: %d files, %s of %s", repo.ShortID(snap.ID), progress.Files.Load(), humanBytes(progress.Bytes.Load()), humanBytes(snap.Stats.Bytes))
-	})
+	total := snap.Stats.Bytes
+	if len(f.includes) > 0 {
+		total = 0 // a part of the snapshot, of unknown size
+	}
+	stop := g.out.meter("restore", restoreGauges(s.repo, "restore "+repo.ShortID(snap.ID), progress, total)...)
 	res, err := restore.Run(ctx, s.repo, snap, restore.Options{Target: f.target, Includes: f.includes, Warn: g.out.warn}, progress)
-	stop()
+	stop(err)
 	if err != nil {
 		return fmt.Errorf("restore of snapshot %s: %w", repo.ShortID(snap.ID), err)
 	}
@@ -152,7 +154,15 @@ func runRestoreToCommand(ctx context.Context, g *globals, ref string, args []str
 		return err
 	}
 	start := time.Now()
-	if err := sink.finish(restore.Dump(ctx, s.repo, snap, name, sink)); err != nil {
+	out := &countingWriter{w: sink}
+	stop := g.out.meter("restore", append([]gauge{{
+		name:  "restore " + repo.ShortID(snap.ID),
+		done:  out.n.Load,
+		total: func() int64 { return int64(snap.Stats.Bytes) },
+	}}, servedGauges(s.repo)...)...)
+	err = restore.Dump(ctx, s.repo, snap, name, out)
+	stop(err)
+	if err := sink.finish(err); err != nil {
 		return fmt.Errorf("restore of snapshot %s into %s: %w", repo.ShortID(snap.ID), sink.name, err)
 	}
 	if g.json {
