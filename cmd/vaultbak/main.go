@@ -71,6 +71,8 @@ Exit codes: 0 success, 1 failure, 2 usage or configuration error,
 		newHostCmd(g),
 		newKeyCmd(g),
 		newAuditCmd(g),
+		newCompletionCmd(g),
+		newManCmd(g),
 	)
 	return root
 }
