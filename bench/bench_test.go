@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"testing"
@@ -384,6 +386,51 @@ func (c *cpuClock) report(b *testing.B) {
 	b.ReportMetric(c.total.Seconds()/float64(b.N), "cpu-s/op")
 }
 
+// heapPeak samples the bytes of live and not yet collected heap objects
+// while a benchmark runs (runtime/metrics, no stop of the world) and
+// reports the highest: what the pipeline holds at once, the part of peak
+// RSS that the code decides. With VAULTBAK_BENCH_HEAPPROFILE=FILE it also
+// writes the heap profile taken at the highest sample (in-use space as of
+// the last GC before it: go tool pprof -sample_index=inuse_space).
+type heapPeak struct {
+	peak uint64
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (h *heapPeak) start() {
+	h.stop, h.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(h.done)
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.stop:
+				return
+			case <-t.C:
+			}
+			metrics.Read(s)
+			if v := s[0].Value.Uint64(); v > h.peak {
+				h.peak = v
+				if f := os.Getenv("VAULTBAK_BENCH_HEAPPROFILE"); f != "" && v > 32<<20 {
+					if out, err := os.Create(f); err == nil {
+						pprof.Lookup("heap").WriteTo(out, 0)
+						out.Close()
+					}
+				}
+			}
+		}
+	}()
+}
+
+func (h *heapPeak) finish(b *testing.B) {
+	close(h.stop)
+	<-h.done
+	b.ReportMetric(float64(h.peak)/(1<<20), "peak-heap-MiB")
+}
+
 // BenchmarkBackup is the initial backup of the dataset into a new
 // repository on 1 and on 3 regions (every pack written to each).
 func BenchmarkBackup(b *testing.B) {
@@ -393,6 +440,7 @@ func BenchmarkBackup(b *testing.B) {
 			b.SetBytes(ds.Bytes)
 			var added, stored int64
 			var cpu cpuClock
+			var heap heapPeak
 			for range b.N {
 				b.StopTimer()
 				dir := scratch(b, "backup")
@@ -401,7 +449,9 @@ func BenchmarkBackup(b *testing.B) {
 				runtime.GC()
 				b.StartTimer()
 				cpu.start()
+				heap.start()
 				res, err := backup.Run(context.Background(), r, backup.Options{Paths: []string{ds.Root}}, nil)
+				heap.finish(b)
 				cpu.stop()
 				b.StopTimer()
 				if err != nil {
@@ -465,6 +515,7 @@ func BenchmarkRestore(b *testing.B) {
 	b.SetBytes(ds.Bytes)
 	b.ResetTimer()
 	var cpu cpuClock
+	var heap heapPeak
 	for range b.N {
 		b.StopTimer()
 		r := s.fx.open(b, true)
@@ -472,7 +523,9 @@ func BenchmarkRestore(b *testing.B) {
 		runtime.GC()
 		b.StartTimer()
 		cpu.start()
+		heap.start()
 		res, err := restore.Run(context.Background(), r, s.first, restore.Options{Target: target}, nil)
+		heap.finish(b)
 		cpu.stop()
 		b.StopTimer()
 		if err != nil {

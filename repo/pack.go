@@ -3,6 +3,9 @@ package repo
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
+
+	"filippo.io/age"
 
 	"vaultbak/crypt"
 )
@@ -92,14 +95,88 @@ func (p *packBuilder) size() int { return len(p.buf) }
 
 // finish appends the trailer and returns the complete pack plaintext.
 func (p *packBuilder) finish() []byte {
-	trailer := make([]byte, len(p.entries)*packEntrySize+4+len(packMagic))
-	for i, e := range p.entries {
+	return append(p.buf, packTrailer(p.entries)...)
+}
+
+// packTrailer returns the trailer that ends a pack holding entries.
+func packTrailer(entries []BlobEntry) []byte {
+	trailer := make([]byte, len(entries)*packEntrySize+4+len(packMagic))
+	for i, e := range entries {
 		putEntry(trailer[i*packEntrySize:], e)
 	}
-	n := len(p.entries) * packEntrySize
+	n := len(entries) * packEntrySize
 	binary.LittleEndian.PutUint32(trailer[n:], uint32(n))
 	copy(trailer[n+4:], packMagic)
-	return append(p.buf, trailer...)
+	return trailer
+}
+
+// sealingPack builds a pack the way packBuilder does, but seals it as it
+// grows: every blob goes straight through age's STREAM writer, which
+// encrypts in 64 KiB chunks, so the pack's plaintext is never held whole
+// and only its sealed bytes are (in buf, owned by the sealingPack until
+// finish hands them over). The sealed object is the one crypt.Seal makes
+// of the same plaintext: an age file to the recipients.
+type sealingPack struct {
+	buf     *packBuf
+	enc     io.WriteCloser // age writer into buf
+	plain   int            // plaintext bytes written so far
+	entries []BlobEntry
+}
+
+// packBuf is a growable byte buffer that a writer reuses for pack after
+// pack, so that a backup allocates (and the kernel zeroes) a bounded
+// number of pack-sized buffers instead of one per pack.
+type packBuf struct {
+	b    []byte
+	full int // capacity to grow to at once past the first MiB
+}
+
+func (b *packBuf) Write(p []byte) (int, error) {
+	if need := len(b.b) + len(p); need > cap(b.b) {
+		c := max(need, 2*cap(b.b), 64<<10)
+		if need > 1<<20 {
+			c = max(need, b.full)
+		}
+		nb := make([]byte, len(b.b), c)
+		copy(nb, b.b)
+		b.b = nb
+	}
+	b.b = append(b.b, p...)
+	return len(p), nil
+}
+
+// newSealingPack starts a pack sealed to recipients in buf (emptied).
+func newSealingPack(buf *packBuf, recipients []age.Recipient) (*sealingPack, error) {
+	buf.b = buf.b[:0]
+	enc, err := age.Encrypt(buf, recipients...)
+	if err != nil {
+		return nil, fmt.Errorf("repo: seal pack: %w", err)
+	}
+	return &sealingPack{buf: buf, enc: enc}, nil
+}
+
+func (p *sealingPack) add(id crypt.ID, t BlobType, flags uint8, stored []byte, rawLen int) error {
+	p.entries = append(p.entries, BlobEntry{ID: id, Type: t, Flags: flags, Offset: uint32(p.plain), Length: uint32(len(stored)), RawLen: uint32(rawLen)})
+	p.plain += len(stored)
+	if _, err := p.enc.Write(stored); err != nil {
+		return fmt.Errorf("repo: seal pack: %w", err)
+	}
+	return nil
+}
+
+// size returns the plaintext bytes of the blobs so far.
+func (p *sealingPack) size() int { return p.plain }
+
+// finish writes the trailer, closes the seal and returns the sealed pack
+// (backed by p.buf: valid until the buffer is reused).
+func (p *sealingPack) finish() ([]byte, error) {
+	if _, err := p.enc.Write(packTrailer(p.entries)); err != nil {
+		return nil, fmt.Errorf("repo: seal pack: %w", err)
+	}
+	if err := p.enc.Close(); err != nil {
+		return nil, fmt.Errorf("repo: seal pack: %w", err)
+	}
+	return p.buf.b, nil
 }
 
 // parsePackTrailer returns the blob entries of a pack plaintext of size

@@ -25,13 +25,19 @@ const indexFlushPacks = 8
 // Writer adds blobs to the repository and commits a snapshot.
 //
 // Flow and ownership: SaveBlob (called from many goroutines) compresses and
-// verifies a blob in the caller's goroutine, then appends a copy to the
-// current pack under w.mu; a full pack is handed to an uploader goroutine,
-// which seals it once and puts the same bytes to every region. After a pack
-// is durable in every region its entries join w.done, and every
-// indexFlushPacks packs an index file is written. Commit flushes the rest,
-// confirms every object this writer wrote is present in every region, and
-// only then writes the manifest.
+// verifies a blob in the caller's goroutine, then, under w.mu, seals it into
+// the current pack (sealingPack: age's stream writer encrypts as the pack
+// grows, so no pack plaintext is held whole). The caller that fills a pack
+// takes it out of w.cur (later callers wait on w.curReady), hands it to an
+// uploader goroutine, which finishes the seal once and puts the same bytes
+// to every region, and takes a free buffer from w.bufs for the next pack.
+// The uploader returns the buffer to w.bufs once every region has it. So a
+// writer holds at most Uploaders+1 pack buffers (~PackSize + one chunk
+// each): its memory is bounded by configuration, and reused buffers are
+// neither garbage nor zeroed again. After a pack is durable in every region
+// its entries join w.done, and every indexFlushPacks packs an index file is
+// written. Commit flushes the rest, confirms every object this writer
+// wrote is present in every region, and only then writes the manifest.
 type Writer struct {
 	r   *Repository
 	enc *zstd.Encoder
@@ -40,10 +46,13 @@ type Writer struct {
 	cancel context.CancelCauseFunc
 	g      *errgroup.Group
 	gctx   context.Context // the uploaders'; canceled when one fails
-	packs  chan *packBuilder
+	packs  chan *sealingPack
+	bufs   chan *packBuf // free pack buffers
 
 	mu       sync.Mutex
-	cur      *packBuilder
+	curReady *sync.Cond            // on mu: cur was replaced, or curErr set
+	cur      *sealingPack          // nil while a full pack is handed over
+	curErr   error                 // no next pack: the handover failed
 	pending  map[crypt.ID]struct{} // in a pack not yet in the index
 	flushed  bool                  // Flush ran: no more blobs
 	flushErr error
@@ -52,6 +61,7 @@ type Writer struct {
 	done    []indexPack // uploaded, not yet in an index file
 	written []writtenObject
 
+	scratch    sync.Pool // of *encodeScratch
 	regions    *regionSet
 	addedBytes atomic.Uint64
 	newBlobs   atomic.Uint64
@@ -65,7 +75,9 @@ type writtenObject struct {
 
 // WriterOptions configure a Writer.
 type WriterOptions struct {
-	Uploaders int // packs sealed and uploaded concurrently; 0: 2
+	// Uploaders is how many full packs are uploaded concurrently while the
+	// next one fills; 0: 1. The writer holds Uploaders+1 pack buffers.
+	Uploaders int
 	Level     zstd.EncoderLevel
 	// Quorum is how many regions must hold everything for the snapshot to
 	// commit; 0: DefaultQuorum. A region that fails is dropped for the run
@@ -83,7 +95,7 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 		return nil, errors.New("repo: writer needs the repository secrets")
 	}
 	if opts.Uploaders <= 0 {
-		opts.Uploaders = 2
+		opts.Uploaders = 1
 	}
 	if opts.Level == 0 {
 		opts.Level = zstd.SpeedFastest
@@ -106,23 +118,59 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	g, gctx := errgroup.WithContext(ctx)
 	w := &Writer{
 		r: r, enc: enc, ctx: ctx, cancel: cancel, g: g, gctx: gctx,
-		packs:      make(chan *packBuilder),
-		cur:        nil,
+		packs:      make(chan *sealingPack),
+		bufs:       make(chan *packBuf, opts.Uploaders+1),
 		pending:    map[crypt.ID]struct{}{},
 		indexRecip: indexRecip,
 		regions:    newRegionSet(r.regions, opts.Quorum),
 	}
-	w.cur = w.newPack()
+	w.curReady = sync.NewCond(&w.mu)
+	w.scratch.New = func() any { return new(encodeScratch) }
+	full := r.cfg.PackSize + r.cfg.Chunker.Max + 64<<10
+	full += full/(64<<10)*16 + 16<<10 // age: a tag per 64 KiB chunk, the header
+	for range opts.Uploaders + 1 {
+		w.bufs <- &packBuf{full: full}
+	}
+	if w.cur, err = newSealingPack(<-w.bufs, r.recovery); err != nil {
+		cancel(nil)
+		return nil, err
+	}
 	for range opts.Uploaders {
 		g.Go(w.uploader)
 	}
 	return w, nil
 }
 
-// newPack returns an empty pack whose buffer already holds a full pack and
-// one more chunk, so filling it never reallocates (and copies) it.
-func (w *Writer) newPack() *packBuilder {
-	return &packBuilder{buf: make([]byte, 0, w.r.cfg.PackSize+w.r.cfg.Chunker.Max+64<<10)}
+// nextPack starts a new current pack in a free buffer once an uploader
+// returns one, and wakes the callers waiting for it.
+func (w *Writer) nextPack(ctx context.Context) error {
+	var err error
+	var p *sealingPack
+	select {
+	case buf := <-w.bufs:
+		p, err = newSealingPack(buf, w.r.recovery)
+	case <-w.gctx.Done():
+		err = w.err()
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	w.mu.Lock()
+	if err != nil {
+		w.curErr = err
+	} else {
+		w.cur = p
+	}
+	w.curReady.Broadcast()
+	w.mu.Unlock()
+	return err
+}
+
+// current waits until there is a current pack; it is called with w.mu held.
+func (w *Writer) current() error {
+	for w.cur == nil && w.curErr == nil {
+		w.curReady.Wait()
+	}
+	return w.curErr
 }
 
 // Secrets returns the repository secrets (for IDs and chunking).
@@ -162,7 +210,9 @@ func (w *Writer) SaveBlobID(ctx context.Context, t BlobType, id crypt.ID, data [
 	w.pending[id] = struct{}{}
 	w.mu.Unlock()
 
-	stored, flags, err := w.encode(id, data)
+	scratch := w.scratch.Get().(*encodeScratch)
+	defer w.scratch.Put(scratch)
+	stored, flags, err := w.encode(id, data, scratch)
 	if err != nil {
 		w.mu.Lock()
 		delete(w.pending, id)
@@ -171,41 +221,62 @@ func (w *Writer) SaveBlobID(ctx context.Context, t BlobType, id crypt.ID, data [
 	}
 
 	w.mu.Lock()
+	if err := w.current(); err != nil {
+		w.mu.Unlock()
+		return err
+	}
 	if w.flushed {
 		w.mu.Unlock()
 		return errors.New("repo: blob saved after the writer was flushed")
 	}
-	w.cur.add(id, t, flags, stored, len(data))
-	var full *packBuilder
+	if err := w.cur.add(id, t, flags, stored, len(data)); err != nil {
+		w.mu.Unlock()
+		return err
+	}
+	var full *sealingPack
 	if w.cur.size() >= w.r.cfg.PackSize {
-		full, w.cur = w.cur, w.newPack()
+		full, w.cur = w.cur, nil
 	}
 	w.mu.Unlock()
 	w.newBlobs.Add(1)
 	if full != nil {
-		return w.send(ctx, full)
+		err := w.send(ctx, full)
+		if nerr := w.nextPack(ctx); err == nil {
+			err = nerr
+		}
+		return err
 	}
 	return nil
 }
 
+// encodeScratch holds the buffers of one encode, reused from blob to blob
+// (the stored bytes are copied into the pack before they are reused), so
+// that compressing a backup makes no garbage proportional to its size.
+type encodeScratch struct{ comp, back []byte }
+
 // encode compresses data when that pays and verifies that what will be
-// stored decodes back to data: compression libraries have had bugs.
-func (w *Writer) encode(id crypt.ID, data []byte) ([]byte, uint8, error) {
+// stored decodes back to data: compression libraries have had bugs. The
+// result may live in s: valid until s is used again.
+func (w *Writer) encode(id crypt.ID, data []byte, s *encodeScratch) ([]byte, uint8, error) {
 	if len(data) < 64 {
 		return data, 0, nil
 	}
-	comp := w.enc.EncodeAll(data, make([]byte, 0, len(data)/2))
+	comp := w.enc.EncodeAll(data, s.comp[:0])
+	s.comp = comp
 	if len(comp) >= len(data)-len(data)/32 {
 		return data, 0, nil
 	}
-	back, err := decodeBlob(comp, flagZstd, uint32(len(data)), nil)
+	back, err := decodeBlob(comp, flagZstd, uint32(len(data)), s.back)
+	if cap(back) > cap(s.back) {
+		s.back = back
+	}
 	if err != nil || !bytes.Equal(back, data) {
 		return nil, 0, fmt.Errorf("repo: blob %s does not survive compression (%v): refusing to store it", id, err)
 	}
 	return comp, flagZstd, nil
 }
 
-func (w *Writer) send(ctx context.Context, p *packBuilder) error {
+func (w *Writer) send(ctx context.Context, p *sealingPack) error {
 	select {
 	case w.packs <- p:
 		return nil
@@ -243,15 +314,18 @@ func (w *Writer) uploader() error {
 	}
 }
 
-// upload seals one pack, puts it to every region and records its entries.
-func (w *Writer) upload(ctx context.Context, p *packBuilder) error {
-	sealed, err := crypt.Seal(p.finish(), w.r.recovery)
+// upload finishes sealing one pack, puts it to every region, records its
+// entries and gives its buffer back.
+func (w *Writer) upload(ctx context.Context, p *sealingPack) error {
+	sealed, err := p.finish()
 	if err != nil {
 		return err
 	}
 	hash := objectHash(sealed)
 	name := PackName(hash)
-	if err := w.regions.put(ctx, name, sealed); err != nil {
+	err = w.regions.put(ctx, name, sealed)
+	w.bufs <- p.buf // put retains nothing; never blocks: the channel holds every buffer
+	if err != nil {
 		return fmt.Errorf("repo: upload pack: %w", err)
 	}
 	w.addedBytes.Add(uint64(len(sealed)))
@@ -306,8 +380,12 @@ func (w *Writer) Flush(ctx context.Context) error {
 		return w.flushErr
 	}
 	w.flushed = true
+	if err := w.current(); err != nil {
+		w.flushErr = err
+		w.mu.Unlock()
+		return err
+	}
 	last := w.cur
-	w.cur = w.newPack()
 	w.mu.Unlock()
 	err := w.flush(ctx, last)
 	w.mu.Lock()
@@ -316,7 +394,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 	return err
 }
 
-func (w *Writer) flush(ctx context.Context, last *packBuilder) error {
+func (w *Writer) flush(ctx context.Context, last *sealingPack) error {
 	if len(last.entries) > 0 {
 		if err := w.send(ctx, last); err != nil {
 			return err

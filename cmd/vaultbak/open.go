@@ -124,6 +124,7 @@ func (g *globals) openConfig(ctx context.Context, cfg *fileConfig, need keyNeeds
 	if err != nil {
 		return nil, err
 	}
+	fitMemoryLimit()
 	s := &session{cfg: cfg, repo: r}
 	g.sessions = append(g.sessions, s)
 	g.auditSession = s
