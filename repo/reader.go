@@ -189,12 +189,30 @@ func (r *Repository) LoadBlob(ctx context.Context, id crypt.ID, buf []byte) ([]b
 		}
 	}
 	if unopened == len(r.regions) {
+		// age cannot tell a damaged header from a wrong key; the pack's
+		// hash can.
+		if damaged := r.damagedCopies(ctx, loc.Pack); len(damaged) > 0 {
+			return nil, fmt.Errorf("repo: load %s %s: %w", loc.Type, id, errors.Join(damaged...))
+		}
 		return nil, fmt.Errorf("repo: %w: the given recovery identity opens no copy of %s", ErrNeedRecovery, PackName(loc.Pack))
 	}
 	if missing == len(r.regions) {
 		return nil, &IntegrityError{Object: PackName(loc.Pack), Reason: fmt.Sprintf("indexed pack is missing in every region (needed for %s %s)", loc.Type, id)}
 	}
 	return nil, fmt.Errorf("repo: load %s %s: %w", loc.Type, id, errors.Join(errs...))
+}
+
+// damagedCopies reads every region's copy of a pack whole and returns an
+// integrity error for each copy whose bytes do not hash to its name.
+func (r *Repository) damagedCopies(ctx context.Context, pack crypt.ID) []error {
+	var errs []error
+	for _, reg := range r.regions {
+		data, err := backend.ReadAll(ctx, reg.Backend, PackName(pack), MaxObjectSize)
+		if err == nil && objectHash(data) != pack {
+			errs = append(errs, &IntegrityError{Region: reg.Name, Object: PackName(pack), Reason: "content does not match its hash"})
+		}
+	}
+	return errs
 }
 
 func (r *Repository) loadBlobFrom(ctx context.Context, reg *Region, loc Location, buf []byte) ([]byte, error) {

@@ -276,6 +276,9 @@ func (c *fileConfig) openBackend(ctx context.Context, rc regionConfig, create bo
 		}
 	}
 	b, err := local.New(dir)
+	if err != nil && !create {
+		return unavailable{dir, fmt.Errorf("region directory: %w", err)}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("region %s: %w", rc.Name, err)
 	}
