@@ -8,11 +8,12 @@
 // helps: the config, keys, index, manifests, trees and data are all read
 // from the region under test. In each region it
 //
-//  1. lists and verifies the manifests (signature, enrolment, hash chain,
-//     the regions each names) and compares the region's newest snapshot of
-//     every host and set with the newest the repository as a whole holds
-//     (Options.Snapshots, verified by the caller over all regions): an
-//     older head is lag, and shows as a larger RPO;
+//  1. checks the region's copy of every manifest it lists against
+//     Options.Snapshots (read by the caller over all regions, which
+//     verified signatures, enrolment, hash chains and that no region hides
+//     a manifest that names it), and compares the region's newest snapshot
+//     of every host and set with the repository's newest: an older head is
+//     lag, and shows as a larger RPO;
 //  2. walks the newest snapshot's trees and checks that every pack it
 //     needs is present in the region with the size the index gives;
 //  3. restores a sample of its files (chosen by weight of size, the same

@@ -23,6 +23,8 @@ type backupFlags struct {
 	stdin          bool
 	stdinName      string
 	fromCommand    bool
+	metrics        string
+	notify         string
 }
 
 func newBackupCmd(g *globals) *cobra.Command {
@@ -44,23 +46,87 @@ below it ("/home/*/.cache").`,
 					return usagef("--stdin-from-command needs the command after --, e.g. backup --stdin-filename db.sql --stdin-from-command -- pg_dump mydb")
 				}
 			}
-			return runBackup(cmd.Context(), g, args, f)
+			ctx, start := cmd.Context(), time.Now()
+			out := &backupOutcome{set: f.set}
+			err := runBackup(ctx, g, args, f, out)
+			return afterBackup(ctx, g, f, out, err, time.Since(start))
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringArrayVar(&f.tags, "tag", nil, "tag the snapshot (repeatable)")
 	fl.StringArrayVar(&f.excludes, "exclude", nil, "leave out matching paths (repeatable)")
-	fl.StringVar(&f.set, "set", "", "name of the backup set the snapshot belongs to")
+	fl.StringVar(&f.set, "set", "", "back up this backup set of the config (its paths, excludes, tags and regions), or name the set the snapshot belongs to")
 	fl.BoolVar(&f.strict, "strict", false, "fail instead of warning on an unreadable file")
 	fl.BoolVar(&f.stdin, "stdin", false, "back up standard input as one file named --stdin-filename")
 	fl.StringVar(&f.stdinName, "stdin-filename", "", "file name for a --stdin or --stdin-from-command backup")
 	fl.BoolVar(&f.fromCommand, "stdin-from-command", false, "back up the standard output of the command after --; its failure commits nothing")
+	fl.StringVar(&f.metrics, "metrics", "", "write a Prometheus textfile (node_exporter textfile collector) to FILE")
+	fl.StringVar(&f.notify, "notify-command", "", "run this shell command afterwards with the JSON summary on stdin and VAULTBAK_EXIT_CODE set (default: notify_command in the config)")
 	return cmd
 }
 
-func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags) error {
+// afterBackup writes the metrics textfile and runs the notify command of
+// a backup that ended with err.
+func afterBackup(ctx context.Context, g *globals, f backupFlags, out *backupOutcome, err error, took time.Duration) error {
+	code := exitCode(ctx, err)
+	if f.metrics != "" {
+		if merr := writeBackupMetrics(f.metrics, out, code, took); merr != nil {
+			g.out.warn(f.metrics, fmt.Errorf("metrics not written: %w", merr))
+			if err == nil {
+				err = &warningsError{"the snapshot was saved, but the metrics textfile was not written"}
+				code = exitWarnings
+			}
+		}
+	}
+	summary := out.summary
+	if summary == nil {
+		summary = map[string]any{"type": "summary", "host": out.host, "set": out.set}
+	}
+	summary["command"] = "backup"
+	summary["exit_code"] = code
+	if err != nil {
+		summary["error"] = err.Error()
+	}
+	notify(ctx, g, notifyCommand(f.notify, out.cfg), out.cfg, summary, code)
+	return err
+}
+
+// backupConfig loads the config as this backup sees it: with --set NAME of
+// a configured set, its regions only, its paths (unless PATHs are given),
+// and its excludes and tags added to the flags'.
+func backupConfig(g *globals, paths []string, f *backupFlags, out *backupOutcome) (*fileConfig, []string, error) {
+	cfg, err := loadConfig(g)
+	if err != nil {
+		return nil, nil, err
+	}
+	out.cfg = cfg
+	if f.set == "" || len(cfg.Sets) == 0 {
+		return cfg, paths, nil
+	}
+	sc, err := cfg.set(f.set)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(paths) == 0 && !f.stdin && !f.fromCommand {
+		if len(sc.Paths) == 0 {
+			return nil, nil, usagef("backup set %s lists no paths in the config file %s: give PATHs or add 'paths:'", sc.Name, cfg.path)
+		}
+		for _, p := range sc.Paths {
+			paths = append(paths, cfg.resolve(p))
+		}
+	}
+	f.excludes = append(append([]string(nil), sc.Excludes...), f.excludes...)
+	f.tags = append(append([]string(nil), sc.Tags...), f.tags...)
+	return cfg.only(sc.Regions), paths, nil
+}
+
+func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags, out *backupOutcome) error {
+	cfg, paths, err := backupConfig(g, paths, &f, out)
+	if err != nil {
+		return err
+	}
 	if f.stdin || f.fromCommand {
-		return runBackupStdin(ctx, g, paths, f)
+		return runBackupStdin(ctx, g, cfg, paths, f, out)
 	}
 	if len(paths) == 0 {
 		return usagef("backup needs at least one PATH (or --stdin)")
@@ -72,7 +138,7 @@ func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags) e
 			return usagef("%s: %v", p, err)
 		}
 	}
-	b, err := beginBackup(ctx, g)
+	b, err := beginBackup(ctx, g, cfg, out)
 	if err != nil {
 		return err
 	}
@@ -104,7 +170,7 @@ func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags) e
 	if err != nil {
 		return err
 	}
-	return finishBackup(g, dir, res, cachePath, progress, time.Since(start))
+	return finishBackup(g, dir, res, cachePath, progress, time.Since(start), out)
 }
 
 // backupRun is what every backup sets up before it reads anything: the
@@ -118,19 +184,30 @@ type backupRun struct {
 	unlock func()
 }
 
-func beginBackup(ctx context.Context, g *globals) (*backupRun, error) {
-	s, err := g.open(ctx, needHost)
+func beginBackup(ctx context.Context, g *globals, cfg *fileConfig, out *backupOutcome) (*backupRun, error) {
+	s, err := g.openConfig(ctx, cfg, needHost)
 	if err != nil {
 		return nil, err
 	}
 	b := &backupRun{s: s, unlock: func() {}}
 	host := s.repo.Host().Host
+	out.host = host
+	for _, r := range cfg.Regions {
+		out.regions = append(out.regions, r.Name)
+	}
 	if b.dir, err = stateDir(s.cfg, s.repo.Config().ID, host); err == nil {
 		b.unlock, err = lockHost(b.dir, host)
 	}
+	// A set pinned to some regions writes there only, but the host's
+	// chain runs through all its snapshots: its head is read from every
+	// region.
+	chain := s
+	if err == nil && out.cfg != nil && len(cfg.Regions) < len(out.cfg.Regions) {
+		chain, err = g.openConfig(ctx, out.cfg, needHost)
+	}
 	if err == nil {
 		var snaps []*repo.Snapshot
-		if snaps, err = s.repo.Snapshots(ctx); err == nil {
+		if snaps, err = chain.repo.Snapshots(ctx); err == nil {
 			var hw highWater
 			if hw, err = readHighWater(b.dir); err == nil {
 				b.head, b.headID, err = chainHead(snaps, host, hw)
@@ -149,7 +226,7 @@ func (b *backupRun) end() {
 	b.s.Close()
 }
 
-func finishBackup(g *globals, dir string, res *backup.Result, cachePath string, progress *backup.Progress, took time.Duration) error {
+func finishBackup(g *globals, dir string, res *backup.Result, cachePath string, progress *backup.Progress, took time.Duration, out *backupOutcome) error {
 	snap := res.Snapshot
 	g.auditTarget = snap.ID
 	if err := writeHighWater(dir, highWater{Seq: snap.Seq, ID: snap.ID}); err != nil {
@@ -169,13 +246,15 @@ func finishBackup(g *globals, dir string, res *backup.Result, cachePath string, 
 	for _, name := range lagging {
 		g.out.warn("region "+name, fmt.Errorf("lags: %v", res.Lagging[name]))
 	}
+	out.lagging = lagging
+	out.summary = map[string]any{
+		"type": "summary", "snapshot": snap.ID, "host": snap.Host, "set": snap.Set, "time": snap.Time, "seq": snap.Seq,
+		"files": st.Files, "dirs": st.Dirs, "bytes": st.Bytes, "read_bytes": progress.ReadBytes.Load(),
+		"skipped_files": progress.Skipped.Load(), "added_bytes": st.AddedBytes, "new_blobs": st.NewBlobs,
+		"warnings": res.Warnings, "duration_seconds": took.Seconds(), "lagging_regions": lagging,
+	}
 	if g.json {
-		g.out.emit(map[string]any{
-			"type": "summary", "snapshot": snap.ID, "host": snap.Host, "time": snap.Time, "seq": snap.Seq,
-			"files": st.Files, "dirs": st.Dirs, "bytes": st.Bytes, "read_bytes": progress.ReadBytes.Load(),
-			"skipped_files": progress.Skipped.Load(), "added_bytes": st.AddedBytes, "new_blobs": st.NewBlobs,
-			"warnings": res.Warnings, "duration_seconds": took.Seconds(), "lagging_regions": lagging,
-		})
+		g.out.emit(out.summary)
 	} else {
 		g.out.textf("snapshot %s saved: %d files, %d dirs, %s; %s added in %.1fs\n", repo.ShortID(snap.ID), st.Files, st.Dirs, humanBytes(st.Bytes), humanBytes(st.AddedBytes), took.Seconds())
 	}
@@ -188,7 +267,7 @@ func finishBackup(g *globals, dir string, res *backup.Result, cachePath string, 
 	return nil
 }
 
-func runBackupStdin(ctx context.Context, g *globals, args []string, f backupFlags) error {
+func runBackupStdin(ctx context.Context, g *globals, cfg *fileConfig, args []string, f backupFlags, out *backupOutcome) error {
 	if f.stdin && f.fromCommand {
 		return usagef("--stdin and --stdin-from-command exclude each other")
 	}
@@ -198,7 +277,7 @@ func runBackupStdin(ctx context.Context, g *globals, args []string, f backupFlag
 	if f.stdinName == "" {
 		return usagef("a stream backup needs --stdin-filename NAME")
 	}
-	b, err := beginBackup(ctx, g)
+	b, err := beginBackup(ctx, g, cfg, out)
 	if err != nil {
 		return err
 	}
@@ -226,5 +305,5 @@ func runBackupStdin(ctx context.Context, g *globals, args []string, f backupFlag
 	if err != nil {
 		return err
 	}
-	return finishBackup(g, dir, res, "", progress, time.Since(start))
+	return finishBackup(g, dir, res, "", progress, time.Since(start), out)
 }

@@ -52,10 +52,16 @@ type warningsError struct{ msg string }
 
 func (e *warningsError) Error() string { return e.msg }
 
+// objectivesError reports a drill whose objectives were not met (exit 5).
+type objectivesError struct{ msg string }
+
+func (e *objectivesError) Error() string { return e.msg }
+
 // exitCode maps an error to the documented exit code.
 func exitCode(ctx context.Context, err error) int {
 	var ue *usageError
 	var we *warningsError
+	var oe *objectivesError
 	switch {
 	case err == nil:
 		return exitOK
@@ -67,6 +73,8 @@ func exitCode(ctx context.Context, err error) int {
 		return exitUsage
 	case errors.As(err, &we):
 		return exitWarnings
+	case errors.As(err, &oe):
+		return exitObjectives
 	}
 	return exitFailure
 }

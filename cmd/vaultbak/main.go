@@ -71,6 +71,7 @@ Exit codes: 0 success, 1 failure, 2 usage or configuration error,
 		newHostCmd(g),
 		newKeyCmd(g),
 		newAuditCmd(g),
+		newDrillCmd(g),
 		newCompletionCmd(g),
 		newManCmd(g),
 	)
