@@ -240,7 +240,7 @@ func TestAuditRevokedHostAndRetiredOperator(t *testing.T) {
 		t.Fatal(err)
 	}
 	ops := r.Config().Operators
-	if len(ops) != 2 || ops[0].Retired == nil || ops[0].RetiredAfter != 1 || ops[1].Retired != nil {
+	if len(ops) != 2 || ops[0].Retired == nil || ops[0].RetiredAfter != 1 || ops[0].Seed != nil || ops[1].Retired != nil {
 		raw, _ := json.Marshal(ops)
 		t.Fatalf("operators after rotation: %s", raw)
 	}

@@ -50,7 +50,7 @@ type Config struct {
 // so a writer can neither read it nor sign as an operator.
 type OperatorEntry struct {
 	SigningKey crypt.PublicKey `json:"signing_key"`
-	Seed       []byte          `json:"seed"` // age-sealed to the recovery recipients
+	Seed       []byte          `json:"seed,omitempty"` // age-sealed to the recovery recipients; dropped when retired
 	Created    time.Time       `json:"created"`
 	// Retired is set when the recovery recipients changed: the key's
 	// records after RetiredAfter (its audit chain position then) are

@@ -94,6 +94,7 @@ func (r *Repository) SetRecovery(ctx context.Context, recovery []string, progres
 		if cfg.Operators[i].Retired == nil {
 			cfg.Operators[i].Retired = &now
 			cfg.Operators[i].RetiredAfter = heads[AuditChain(OperatorSigner)].Seq
+			cfg.Operators[i].Seed = nil // sealed to the old recipients
 		}
 	}
 	_, operator, err := newOperator(recipients, now)
