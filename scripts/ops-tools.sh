@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The tools that check the operations examples (examples/): promtool, to
-# check the Prometheus alert rules, and systemd-analyze, to verify the
-# systemd units. e2e/examples_test.go needs both and fails without them.
+# The tools that check the operations side: promtool, to check and unit
+# test the Prometheus alert rules in examples/, and systemd-analyze, to
+# verify the systemd units there (e2e/examples_test.go); bash-completion,
+# zsh and fish, to try the shell completion scripts (e2e/completion_test.go).
+# The tests fail without them.
 #
 #   scripts/ops-tools.sh install    install what is missing with apt-get
 #                                   (Debian's prometheus for promtool,
-#                                   systemd for systemd-analyze); reuse
-#                                   what is already on PATH
+#                                   systemd for systemd-analyze,
+#                                   bash-completion, zsh, fish); reuse what
+#                                   is already there
 #
 # apt-get installs the prometheus package without starting its service
 # (policy-rc.d denies it for the duration), so the test machine runs no
@@ -23,6 +26,9 @@ die() {
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+[ -f /usr/share/bash-completion/bash_completion ] || missing+=(bash-completion)
+command -v zsh >/dev/null || missing+=(zsh)
+command -v fish >/dev/null || missing+=(fish)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -53,3 +59,6 @@ export DEBIAN_FRONTEND=noninteractive
 
 command -v promtool >/dev/null || die "promtool still missing after installing prometheus"
 command -v systemd-analyze >/dev/null || die "systemd-analyze still missing after installing systemd"
+[ -f /usr/share/bash-completion/bash_completion ] || die "bash_completion still missing after installing bash-completion"
+command -v zsh >/dev/null || die "zsh still missing after installing it"
+command -v fish >/dev/null || die "fish still missing after installing it"

@@ -48,5 +48,6 @@ done | xargs -P "${FUZZJOBS:-4}" -L 1 bash -c '
 if [ -d e2e ]; then
   echo "==> end-to-end tests (built binary)"
   scripts/postgres.sh install >/dev/null # e2e/postgres_test.go needs PostgreSQL
+  scripts/ops-tools.sh install # promtool, systemd-analyze, shells: e2e/examples_test.go, completion_test.go
   go test -count=1 -timeout 20m ./e2e/
 fi

@@ -295,7 +295,9 @@ func runBackupStdin(ctx context.Context, g *globals, cfg *fileConfig, args []str
 	}
 	stop := func(error) {}
 	if g.out.progressShown() {
-		stop = g.out.meter("backup", streamGauges(r, f.stdinName, progress)...)
+		in := &countingReader{r: src}
+		src = in
+		stop = g.out.meter("backup", streamGauges(r, f.stdinName, in.n.Load)...)
 	}
 	res, err := backup.Stream(ctx, r, f.stdinName, src, backup.Options{Tags: f.tags, Set: f.set, Quorum: s.cfg.quorum(), HeadSeq: head, HeadID: headID}, progress)
 	stop(err)

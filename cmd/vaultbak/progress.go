@@ -413,9 +413,9 @@ func backupGauges(ctx context.Context, r *repo.Repository, paths, excludes []str
 }
 
 // streamGauges are the gauges of a stream backup: bytes read from the
-// stream (its size is unknown) and the bytes each region stored.
-func streamGauges(r *repo.Repository, name string, p *backup.Progress) []gauge {
-	gs := []gauge{{name: name, done: func() int64 { return int64(p.ReadBytes.Load()) }}}
+// stream so far (its size is unknown) and the bytes each region stored.
+func streamGauges(r *repo.Repository, name string, read func() int64) []gauge {
+	gs := []gauge{{name: name, done: read}}
 	return append(gs, meterUploads(r)...)
 }
 
@@ -452,6 +452,18 @@ func estimateBytes(ctx context.Context, paths, excludes []string) (int64, error)
 		})
 	}
 	return n, ctx.Err()
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // countingWriter counts the bytes written through it.
