@@ -156,10 +156,8 @@ func runDrill(ctx context.Context, g *globals, f drillFlags) (*drill.Report, *fi
 	if scratch == "" {
 		scratch = cfg.resolve(cfg.Drill.ScratchDir)
 	}
-	progress := &restore.Progress{}
-	stop := g.out.progress(func() string {
-		return fmt.Sprintf("drill: %d files, %s restored and verified", progress.Files.Load(), humanBytes(progress.Bytes.Load()))
-	})
+	progress, opened := &restore.Progress{}, &regionRepos{}
+	stop := g.out.meter("drill", drillGauges(regions, progress, opened)...)
 	rep, err := drill.Run(ctx, drill.Options{
 		Regions: regions,
 		Open: func(ctx context.Context, region string) (*repo.Repository, error) {
@@ -168,6 +166,7 @@ func runDrill(ctx context.Context, g *globals, f drillFlags) (*drill.Report, *fi
 			if err != nil {
 				return nil, err
 			}
+			opened.add(region, rs.repo)
 			return rs.repo, nil
 		},
 		Snapshots: snaps,
@@ -203,7 +202,7 @@ func runDrill(ctx context.Context, g *globals, f drillFlags) (*drill.Report, *fi
 		Previous:   prev,
 		Progress:   progress,
 	})
-	stop()
+	stop(err)
 	if err != nil {
 		return nil, cfg, err
 	}

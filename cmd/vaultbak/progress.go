@@ -361,6 +361,46 @@ func servedGauges(r *repo.Repository) []gauge {
 	return gs
 }
 
+// regionRepos are the repositories a drill opened, one per region, as it
+// opens them.
+type regionRepos struct {
+	mu sync.Mutex
+	m  map[string]*repo.Repository
+}
+
+// add records the repository opened for region alone.
+func (rr *regionRepos) add(region string, r *repo.Repository) {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	if rr.m == nil {
+		rr.m = map[string]*repo.Repository{}
+	}
+	rr.m[region] = r
+}
+
+func (rr *regionRepos) served(region string) int64 {
+	rr.mu.Lock()
+	r := rr.m[region]
+	rr.mu.Unlock()
+	if r == nil {
+		return 0
+	}
+	served, _ := r.Served()
+	return int64(served[region].Bytes)
+}
+
+// drillGauges are the gauges of a drill: the bytes restored and verified
+// so far (how many it will be is known only region by region), and what
+// each region served once the drill opened it (repos, filled by the
+// drill's Open).
+func drillGauges(regions []string, p *restore.Progress, repos *regionRepos) []gauge {
+	gs := []gauge{{name: "drill", done: func() int64 { return int64(p.Bytes.Load()) }}}
+	for _, name := range regions {
+		gs = append(gs, gauge{name: name, region: true, done: func() int64 { return repos.served(name) }})
+	}
+	return gs
+}
+
 // uploadMeter counts the bytes a region stored (Put) and whether a Put
 // failed. It wraps the region's backend for the length of one command.
 type uploadMeter struct {
