@@ -150,8 +150,8 @@ func TestDrillRegions(t *testing.T) {
 			}
 		}
 		for _, reg := range regs {
-			if m["vaultbak_region_up"]["region="+reg.name] != 1 {
-				t.Errorf("textfile: vaultbak_region_up{region=%s} is not 1: %v", reg.name, m["vaultbak_region_up"])
+			if m["vaultbak_drill_region_up"]["region="+reg.name] != 1 {
+				t.Errorf("textfile: vaultbak_drill_region_up{region=%s} is not 1: %v", reg.name, m["vaultbak_drill_region_up"])
 			}
 		}
 		if m["vaultbak_drill_exit_code"][""] != 0 || m["vaultbak_drill_last_success_timestamp_seconds"][""] == 0 {
@@ -232,8 +232,8 @@ func TestDrillRegions(t *testing.T) {
 			}
 		}
 		m := parseTextfile(t, metricsFile)
-		if v := m["vaultbak_region_up"]["region="+down.name]; v != 0 {
-			t.Errorf("textfile: vaultbak_region_up{region=%s} = %v, want 0", down.name, v)
+		if v, ok := m["vaultbak_drill_region_up"]["region="+down.name]; !ok || v != 0 {
+			t.Errorf("textfile: vaultbak_drill_region_up{region=%s} = %v, want 0", down.name, v)
 		}
 		if v := m["vaultbak_drill_rpo_seconds"]["host=e2e-host,region="+down.name+",set=docs"]; !math.IsInf(v, 1) {
 			t.Errorf("textfile: the stopped region's RPO is %v, want +Inf", v)

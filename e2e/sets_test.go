@@ -117,7 +117,7 @@ notify_command: 'cat > notified.json; env > notify-env.txt'
 	m := parseTextfile(t, prom)
 	key := "host=e2e-host,set=docs"
 	last := m["vaultbak_backup_last_success_timestamp_seconds"][key]
-	if last == 0 || m["vaultbak_backup_success"][key] != 1 || m["vaultbak_region_up"]["region=one"] != 1 {
+	if last == 0 || m["vaultbak_backup_success"][key] != 1 || m["vaultbak_region_up"]["host=e2e-host,region=one,set=docs"] != 1 {
 		t.Fatalf("backup textfile: %v", m)
 	}
 	for _, dir := range e.regions {

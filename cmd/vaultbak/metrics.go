@@ -12,6 +12,8 @@ import (
 // textfile; README "Drills, backup sets and metrics" lists them). Every
 // run replaces the file; a last-success time carries over from the
 // previous file, so a failed run never erases when the last one succeeded.
+// Backup gauges carry host and set labels, so that the textfiles of several
+// backup jobs in one collector directory never repeat a series.
 const (
 	mBackupLastSuccess = "vaultbak_backup_last_success_timestamp_seconds"
 	mDrillLastSuccess  = "vaultbak_drill_last_success_timestamp_seconds"
@@ -58,7 +60,7 @@ func writeBackupMetrics(path string, o *backupOutcome, code int, took time.Durat
 			lag[r] = true
 		}
 		for _, r := range o.regions {
-			t.Set("vaultbak_region_up", "1 when the region took every write of the last run, 0 when it lags or failed.", metrics.Labels{"region": r}, b2f(!lag[r]))
+			t.Set("vaultbak_region_up", "1 when the region took every write of the last backup, 0 when it lags.", metrics.Labels{"host": o.host, "set": o.set, "region": r}, b2f(!lag[r]))
 		}
 	}
 	return t.Write(path)
@@ -83,7 +85,7 @@ func writeDrillMetrics(path string, rep *drill.Report, code int, took time.Durat
 		t.Set("vaultbak_drill_integrity_problems", "Integrity failures the last drill found.", nil, float64(len(rep.Problems)))
 		t.Set("vaultbak_drill_objectives_missed", "Objectives the last drill found missed (a region down counts).", nil, float64(len(rep.Missed)))
 		for _, rr := range rep.Regions {
-			t.Set("vaultbak_region_up", "1 when the region served the drill, else 0.", metrics.Labels{"region": rr.Region}, b2f(rr.Up))
+			t.Set("vaultbak_drill_region_up", "1 when the repository opened in the region alone for the last drill, else 0.", metrics.Labels{"region": rr.Region}, b2f(rr.Up))
 			for _, e := range rr.Sets {
 				l := metrics.Labels{"region": rr.Region, "host": e.Host, "set": e.Set}
 				t.Set("vaultbak_drill_rpo_seconds", "Age of the newest snapshot of the host and set in the region (+Inf: none restorable).", l, orInf(e.RPO))
