@@ -165,7 +165,6 @@ func newInstall(t *testing.T, e *repoEnv, textfiles, state, creds string) instal
 			"/var/lib/node_exporter/textfile_collector", textfiles,
 			"/var/lib/vaultbak", state,
 			"%d/", creds+"/",
-			"%i", "home",
 		),
 		env: []string{"PATH=" + filepath.Dir(vbBin) + ":/usr/bin:/bin", "HOME=" + e.dir, "LANG=C.UTF-8"},
 	}
@@ -177,6 +176,9 @@ func newInstall(t *testing.T, e *repoEnv, textfiles, state, creds string) instal
 func (in install) run(t *testing.T, what string, env []string, line string) {
 	t.Helper()
 	line = in.repl.Replace(line)
+	if strings.Contains(line, "%") {
+		t.Fatalf("%s: a specifier is left in %q", what, line)
+	}
 	cmd := exec.Command("/bin/sh", "-c", line)
 	cmd.Dir = "/"
 	for _, kv := range env {
@@ -203,7 +205,7 @@ func TestExamplesRunQuietly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, e.config, append(cfg, []byte("sets:\n  - name: home\n    paths: [./src]\ndrill:\n  max_rpo: 26h\n  max_rto: 1h\n")...), 0o644)
+	writeFile(t, e.config, append(cfg, []byte("sets:\n  - name: home\n    paths: [./src]\n  - name: etc\n    paths: [./src/notes.txt]\ndrill:\n  max_rpo: 26h\n  max_rto: 1h\n")...), 0o644)
 	textfiles, state, creds := filepath.Join(e.dir, "textfiles"), filepath.Join(e.dir, "state"), filepath.Join(e.dir, "credentials")
 	mkdirs(t, textfiles)
 	mkdirs(t, state)
@@ -218,9 +220,14 @@ func TestExamplesRunQuietly(t *testing.T) {
 	}
 	in := newInstall(t, e, textfiles, state, creds)
 
-	// systemd: the backup service, then the drill service.
-	for _, unit := range []string{"vaultbak-backup@.service", "vaultbak-drill.service"} {
-		path := filepath.Join(examplesDir, "systemd", unit)
+	// systemd: the backup service of two sets, then the drill service.
+	for _, unit := range []string{"vaultbak-backup@home.service", "vaultbak-backup@etc.service", "vaultbak-drill.service"} {
+		template, instance, _ := strings.Cut(unit, "@")
+		if instance != "" {
+			template += "@.service"
+			instance = strings.TrimSuffix(instance, ".service")
+		}
+		path := filepath.Join(examplesDir, "systemd", template)
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -235,9 +242,13 @@ func TestExamplesRunQuietly(t *testing.T) {
 				exec = v
 			}
 		}
-		in.run(t, unit, env, exec)
+		i := strings.NewReplacer("%i", instance)
+		for k := range env {
+			env[k] = i.Replace(env[k])
+		}
+		in.run(t, unit, env, i.Replace(exec))
 	}
-	requireFiles(t, textfiles, "vaultbak-backup-home.prom", "vaultbak-drill.prom")
+	requireFiles(t, textfiles, "vaultbak-backup-home.prom", "vaultbak-backup-etc.prom", "vaultbak-drill.prom")
 	requireFiles(t, state, "drill-report.json")
 
 	// cron: every job line, with the file's variables.
@@ -269,17 +280,12 @@ func TestExamplesRunQuietly(t *testing.T) {
 		t.Fatalf("%s: %d jobs, want a backup and a drill", cron, jobs)
 	}
 
+	// The textfiles, together, are what node_exporter's collector serves:
+	// each one lints clean, no series repeats across them, and a metric
+	// has one HELP and TYPE (else the collector drops or errors).
+	written := textfileCollector(t, textfiles)
+
 	// Every vaultbak metric an alert reads is in the textfiles.
-	written := map[string]bool{}
-	for _, name := range []string{"vaultbak-backup-home.prom", "vaultbak-drill.prom"} {
-		data, err := os.ReadFile(filepath.Join(textfiles, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range regexp.MustCompile(`(?m)^(vaultbak_\w+)`).FindAllStringSubmatch(string(data), -1) {
-			written[m[1]] = true
-		}
-	}
 	rules, err := os.ReadFile(filepath.Join(examplesDir, "prometheus", "vaultbak-alerts.yml"))
 	if err != nil {
 		t.Fatal(err)
@@ -303,4 +309,61 @@ func requireFiles(t *testing.T, dir string, names ...string) {
 			t.Errorf("%s was not written: %v", n, err)
 		}
 	}
+}
+
+var (
+	promComment = regexp.MustCompile(`^# (HELP|TYPE) (\w+) (.*)$`)
+	promSample  = regexp.MustCompile(`^(\w+)(\{.*\})? \S+$`)
+	promLabel   = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
+)
+
+// textfileCollector reads every *.prom file of dir as node_exporter's
+// textfile collector would: promtool check metrics on each, then the
+// checks of merging them (one HELP and TYPE per metric, no series twice).
+// It returns the metric names.
+func textfileCollector(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.prom"))
+	meta := map[string]string{}   // "HELP name" → text, and TYPE
+	series := map[string]string{} // name{sorted labels} → file
+	names := map[string]bool{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lint := exec.Command(requireTool(t, "promtool"), "check", "metrics")
+		lint.Stdin = strings.NewReader(string(data))
+		if out, err := lint.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics < %s: %v\n%s", filepath.Base(f), err, out)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			if m := promComment.FindStringSubmatch(line); m != nil {
+				key := m[1] + " " + m[2]
+				if prev, ok := meta[key]; ok && prev != m[3] {
+					t.Errorf("%s: %s is %q here and %q in another textfile", filepath.Base(f), key, m[3], prev)
+				}
+				meta[key] = m[3]
+				continue
+			}
+			m := promSample.FindStringSubmatch(line)
+			if m == nil {
+				t.Fatalf("%s: cannot read line %q", filepath.Base(f), line)
+			}
+			var labels []string
+			for _, l := range promLabel.FindAllStringSubmatch(m[2], -1) {
+				if l[2] != "" { // an empty label is no label
+					labels = append(labels, l[1]+"="+l[2])
+				}
+			}
+			sort.Strings(labels)
+			key := m[1] + "{" + strings.Join(labels, ",") + "}"
+			if prev, ok := series[key]; ok {
+				t.Errorf("series %s is in both %s and %s", key, prev, filepath.Base(f))
+			}
+			series[key] = filepath.Base(f)
+			names[m[1]] = true
+		}
+	}
+	return names
 }
