@@ -281,6 +281,10 @@ func drillEntry(ctx context.Context, opts Options, rep *Report, r *repo.Reposito
 		rep.Missed = append(rep.Missed, fmt.Sprintf("%s: the region holds no snapshot (the newest, %s, is elsewhere)", where, repo.ShortID(newest.ID)))
 		return e, nil
 	}
+	// The content totals are sealed in the body.
+	if err := r.LoadContentStats(ctx, snap); err != nil {
+		return nil, err
+	}
 	t := snap.Time
 	e.Snapshot, e.SnapshotTime = snap.ID, &t
 	e.SnapshotFiles, e.SnapshotBytes = snap.Stats.Files, snap.Stats.Bytes

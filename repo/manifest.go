@@ -31,13 +31,25 @@ type Manifest struct {
 	Body    crypt.ID `json:"body"` // MetaBlob holding the ManifestBody
 }
 
-// Stats are a snapshot's totals.
+// Stats are a snapshot's totals. Files, Dirs and Bytes describe the
+// content: a manifest holds them sealed in its body (ContentStats), since
+// a storage operator must not read how many files a snapshot holds or how
+// big a single backed-up file is (a stream snapshot's Bytes is its size).
+// Only AddedBytes and NewBlobs, which the new packs show anyway, are
+// public. Manifests written before that carry all five in the clear.
 type Stats struct {
-	Files      uint64 `json:"files"`
-	Dirs       uint64 `json:"dirs"`
-	Bytes      uint64 `json:"bytes"`       // total file content size
-	AddedBytes uint64 `json:"added_bytes"` // stored bytes of new packs
+	Files      uint64 `json:"files,omitempty"`
+	Dirs       uint64 `json:"dirs,omitempty"`
+	Bytes      uint64 `json:"bytes,omitempty"` // total file content size
+	AddedBytes uint64 `json:"added_bytes"`     // stored bytes of new packs
 	NewBlobs   uint64 `json:"new_blobs"`
+}
+
+// ContentStats are the totals a manifest body seals.
+type ContentStats struct {
+	Files uint64 `json:"files"`
+	Dirs  uint64 `json:"dirs"`
+	Bytes uint64 `json:"bytes"`
 }
 
 // ManifestBody is the part of a manifest only recovery identities read.
@@ -45,6 +57,9 @@ type ManifestBody struct {
 	Paths    [][]byte `json:"paths"` // as given to backup, absolute
 	Excludes []string `json:"excludes,omitempty"`
 	Stream   string   `json:"stream,omitempty"` // the file name of a stdin backup
+	// Stats are the content totals (absent in bodies written before they
+	// left the public manifest).
+	Stats *ContentStats `json:"stats,omitempty"`
 }
 
 // signedManifest is the stored form of a manifest.
@@ -66,6 +81,9 @@ type Snapshot struct {
 	Manifest
 	Signer crypt.PublicKey
 	Region string // the region it was read from
+	// StatsKnown says whether Stats.Files, Dirs and Bytes are filled in:
+	// from the body (LoadContentStats) or a manifest that held them.
+	StatsKnown bool
 }
 
 func snapshotName(id string) string { return "snapshots/" + id }
@@ -111,5 +129,6 @@ func decodeManifest(id string, data []byte) (*Snapshot, error) {
 	if s.Version != FormatVersion {
 		return nil, fmt.Errorf("manifest version %d is not supported", s.Version)
 	}
+	s.StatsKnown = s.Stats.Files != 0 || s.Stats.Dirs != 0 || s.Stats.Bytes != 0
 	return s, nil
 }

@@ -214,6 +214,29 @@ func (r *Repository) Body(ctx context.Context, s *Snapshot) (*ManifestBody, erro
 	return &b, nil
 }
 
+// LoadContentStats fills in the content totals (Stats.Files, Dirs,
+// Bytes) of snaps from their sealed bodies. Without the recovery identity
+// it does nothing: those totals are not public.
+func (r *Repository) LoadContentStats(ctx context.Context, snaps ...*Snapshot) error {
+	if !r.CanRead() {
+		return nil
+	}
+	for _, s := range snaps {
+		if s.StatsKnown {
+			continue
+		}
+		b, err := r.Body(ctx, s)
+		if err != nil {
+			return err
+		}
+		if b.Stats != nil {
+			s.Stats.Files, s.Stats.Dirs, s.Stats.Bytes = b.Stats.Files, b.Stats.Dirs, b.Stats.Bytes
+		}
+		s.StatsKnown = true
+	}
+	return nil
+}
+
 // ChainHead returns the sequence number and ID of host's newest manifest in
 // the repository (0, "" when it has none).
 func ChainHead(snaps []*Snapshot, host string) (uint64, string) {

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -331,5 +332,45 @@ func TestBodyIntegrity(t *testing.T) {
 	bad.Body = snap.Tree
 	if _, err := r.Body(ctx, &bad); !isIntegrity(err) {
 		t.Errorf("body naming a tree: %v, want an IntegrityError", err)
+	}
+}
+
+// TestContentStatsAreSealed: a manifest shows no file count or size; the
+// recovery identity reads them from the body, a host credential cannot.
+func TestContentStatsAreSealed(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 1, crypt.KindX25519)
+	w := newWriter(t, e.repo)
+	root, err := w.SaveBlob(ctx, TreeBlob, []byte(`{"nodes":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := w.Commit(ctx, &Manifest{Time: testTime, Tree: root, Stats: Stats{Files: 1, Dirs: 1, Bytes: 123457}}, &ManifestBody{Stream: "db.sql"}, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.StatsKnown || s.Stats.Bytes != 123457 {
+		t.Fatalf("committed snapshot stats %+v", s.Stats)
+	}
+	raw, _ := e.mems[0].Raw(snapshotName(s.ID))
+	if bytes.Contains(raw, []byte("123457")) || bytes.Contains(raw, []byte(`"files"`)) {
+		t.Fatalf("the manifest shows the content totals: %s", raw)
+	}
+	for _, c := range []struct {
+		keys  Keys
+		known bool
+	}{{e.keysHost(), false}, {e.keysRecovery(), true}} {
+		snaps, err := e.open(c.keys).Snapshots(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := e.open(c.keys)
+		if err := r.LoadContentStats(ctx, snaps...); err != nil {
+			t.Fatal(err)
+		}
+		got := snaps[0]
+		if got.StatsKnown != c.known || (c.known && (got.Stats.Files != 1 || got.Stats.Bytes != 123457)) || (!c.known && got.Stats.Bytes != 0) {
+			t.Errorf("recovery %v: stats known %v %+v", c.keys.Recovery != nil, got.StatsKnown, got.Stats)
+		}
 	}
 }

@@ -431,7 +431,12 @@ func (w *Writer) NewBlobs() uint64 { return w.newBlobs.Load() }
 // Repository, Host, Version, Seq and Prev are filled in here: Seq and Prev
 // continue the chain whose head is (headSeq, headID).
 func (w *Writer) Commit(ctx context.Context, m *Manifest, body *ManifestBody, headSeq uint64, headID string) (*Snapshot, error) {
-	plainBody, err := json.Marshal(body)
+	// The content totals go into the sealed body, not the public manifest.
+	content := m.Stats
+	sealed := *body
+	sealed.Stats = &ContentStats{Files: content.Files, Dirs: content.Dirs, Bytes: content.Bytes}
+	m.Stats = Stats{}
+	plainBody, err := json.Marshal(&sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -471,7 +476,9 @@ func (w *Writer) Commit(ctx context.Context, m *Manifest, body *ManifestBody, he
 		}
 		err = w.regions.put(ctx, snapshotName(id), data)
 		if err == nil && (len(w.regions.live()) == len(live) || attempt > 0) {
-			return &Snapshot{ID: id, Manifest: *m, Signer: host.Signing.Public()}, nil
+			s := &Snapshot{ID: id, Manifest: *m, Signer: host.Signing.Public(), StatsKnown: true}
+			s.Stats.Files, s.Stats.Dirs, s.Stats.Bytes = content.Files, content.Dirs, content.Bytes
+			return s, nil
 		}
 		// Take it back (below quorum: so that no region shows a snapshot
 		// the quorum does not hold; otherwise: to sign it again).

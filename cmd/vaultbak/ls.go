@@ -109,6 +109,9 @@ func (g *globals) openSnapshot(ctx context.Context, ref string, f repo.Filter) (
 		return nil, nil, err
 	}
 	g.auditTarget = snap.ID
+	if err := s.repo.LoadContentStats(ctx, snap); err != nil {
+		return nil, nil, err
+	}
 	return s, snap, nil
 }
 

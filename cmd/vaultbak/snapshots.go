@@ -38,6 +38,10 @@ func runSnapshots(ctx context.Context, g *globals, f repo.Filter) error {
 	if err != nil {
 		return err
 	}
+	// File counts and sizes are sealed: shown only with the identity.
+	if err := s.repo.LoadContentStats(ctx, all...); err != nil {
+		return err
+	}
 	var tw *tabwriter.Writer
 	if !g.json && !g.quiet {
 		tw = tabwriter.NewWriter(g.out.w, 0, 0, 2, ' ', 0)
@@ -54,7 +58,11 @@ func runSnapshots(ctx context.Context, g *globals, f repo.Filter) error {
 			continue
 		}
 		if tw != nil {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", repo.ShortID(snap.ID), snap.Time.Local().Format("2006-01-02 15:04:05"), snap.Host, snap.Set, strings.Join(snap.Tags, ","), snap.Stats.Files, humanBytes(snap.Stats.Bytes))
+			files, size := "-", "-"
+			if snap.StatsKnown {
+				files, size = fmt.Sprint(snap.Stats.Files), humanBytes(snap.Stats.Bytes)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", repo.ShortID(snap.ID), snap.Time.Local().Format("2006-01-02 15:04:05"), snap.Host, snap.Set, strings.Join(snap.Tags, ","), files, size)
 		}
 	}
 	if tw != nil {
