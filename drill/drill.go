@@ -93,6 +93,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep := &Report{Time: now.UTC(), Seed: opts.Seed, Problems: []Problem{}, Missed: []string{}}
 	groups, newest := groupsOf(opts)
+	if len(groups) == 0 {
+		rep.Missed = append(rep.Missed, "the repository holds no snapshot: there is nothing a restore could bring back")
+	}
 	for _, g := range groups {
 		if newest[g] == nil {
 			rep.Missed = append(rep.Missed, fmt.Sprintf("%s has no snapshot in any region", g))
@@ -281,13 +284,8 @@ func drillEntry(ctx context.Context, opts Options, rep *Report, r *repo.Reposito
 		rep.Missed = append(rep.Missed, fmt.Sprintf("%s: the region holds no snapshot (the newest, %s, is elsewhere)", where, repo.ShortID(newest.ID)))
 		return e, nil
 	}
-	// The content totals are sealed in the body.
-	if err := r.LoadContentStats(ctx, snap); err != nil {
-		return nil, err
-	}
 	t := snap.Time
 	e.Snapshot, e.SnapshotTime = snap.ID, &t
-	e.SnapshotFiles, e.SnapshotBytes = snap.Stats.Files, snap.Stats.Bytes
 	if snap.ID != newest.ID {
 		e.Lagging, e.Newest = true, newest.ID
 	}
@@ -325,6 +323,11 @@ func drillEntry(ctx context.Context, opts Options, rep *Report, r *repo.Reposito
 	if _, err := r.Body(ctx, snap); err != nil {
 		return fail(err)
 	}
+	// The content totals are sealed in the body.
+	if err := r.LoadContentStats(ctx, snap); err != nil {
+		return fail(err)
+	}
+	e.SnapshotFiles, e.SnapshotBytes = snap.Stats.Files, snap.Stats.Bytes
 	err := restore.Walk(ctx, r, snap.Tree, func(p string, n *repo.Node) error {
 		if firstTree == 0 {
 			firstTree = time.Since(walkStart)

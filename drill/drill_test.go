@@ -293,3 +293,18 @@ func TestRunDamage(t *testing.T) {
 		t.Errorf("problems %v: want region r2 naming the missing pack %s", rep.Problems, damaged[len(damaged)-1])
 	}
 }
+
+func TestRunEmpty(t *testing.T) {
+	tr := newTestRepo(t, "r1")
+	opts := tr.options(t)
+	opts.Regions = []string{"r1"}
+	opts.Snapshots = nil
+	opts.Sets = nil
+	rep, err := Run(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Success || len(rep.Missed) != 1 || !strings.Contains(rep.Missed[0], "no snapshot") {
+		t.Errorf("a drill with nothing to restore: success %v, missed %v", rep.Success, rep.Missed)
+	}
+}
