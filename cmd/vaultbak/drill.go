@@ -161,6 +161,11 @@ func runDrill(ctx context.Context, g *globals, f drillFlags) (*drill.Report, *fi
 	rep, err := drill.Run(ctx, drill.Options{
 		Regions: regions,
 		Open: func(ctx context.Context, region string) (*repo.Repository, error) {
+			if err, down := s.repo.Down()[region]; down {
+				// It failed to answer (after its retries) moments ago,
+				// while the repository was read over all regions.
+				return nil, err
+			}
 			rs, err := g.openConfig(ctx, cfg.only([]string{region}), needRecovery)
 			g.auditSession = s // the audit record goes to every region
 			if err != nil {
