@@ -21,6 +21,7 @@ var decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDe
 // openPack is one pack opened for random access in one region.
 type openPack struct {
 	obj     io.Closer
+	win     *windowReader // between obj and plain
 	plain   io.ReaderAt
 	size    int64
 	refs    int  // readers using it now; guarded by packCache.mu
@@ -57,7 +58,10 @@ func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openP
 	k := packKey{reg.Name, pack}
 	c.mu.Lock()
 	if el, ok := c.open[k]; ok {
-		c.lru.MoveToFront(el)
+		if c.lru.Front() != el {
+			c.lru.MoveToFront(el)
+			c.trimWindowsLocked()
+		}
 		p := el.Value.(*cacheEntry).p
 		p.refs++
 		c.mu.Unlock()
@@ -70,8 +74,9 @@ func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openP
 	if err != nil {
 		return nil, err
 	}
+	win := newWindowReader(obj, obj.Size())
 	if fileKey == nil {
-		fileKey, err = crypt.FileKey(obj, obj.Size(), c.r.keys.Recovery)
+		fileKey, err = crypt.FileKey(win, obj.Size(), c.r.keys.Recovery)
 		if err != nil {
 			obj.Close()
 			if errors.Is(err, crypt.ErrNoIdentity) {
@@ -83,12 +88,12 @@ func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openP
 			return nil, &IntegrityError{Region: reg.Name, Object: PackName(pack), Reason: err.Error()}
 		}
 	}
-	plain, size, err := crypt.OpenAt(obj, obj.Size(), fileKey)
+	plain, size, err := crypt.OpenAt(win, obj.Size(), fileKey)
 	if err != nil {
 		obj.Close()
 		return nil, &IntegrityError{Region: reg.Name, Object: PackName(pack), Reason: err.Error()}
 	}
-	p := &openPack{obj: obj, plain: plain, size: size}
+	p := &openPack{obj: obj, win: win, plain: plain, size: size}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -104,7 +109,22 @@ func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openP
 	for c.lru.Len() > c.max {
 		c.evictLocked(c.lru.Back())
 	}
+	c.trimWindowsLocked()
 	return p, nil
+}
+
+// windowedPacks is how many of the most recently used open packs keep
+// their read windows (see windowReader): the memory of reading is bounded
+// by windowedPacks × 2 windows, however many packs stay open.
+const windowedPacks = 4
+
+func (c *packCache) trimWindowsLocked() {
+	i := 0
+	for el := c.lru.Front(); el != nil; el = el.Next() {
+		if i++; i > windowedPacks {
+			el.Value.(*cacheEntry).p.win.drop()
+		}
+	}
 }
 
 // release ends one use of p returned by get.
