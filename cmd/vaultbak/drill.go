@@ -70,6 +70,7 @@ previous report is kept in the state directory).`,
 			}
 			summary := map[string]any{"type": "summary", "command": "drill", "exit_code": code}
 			if rep != nil {
+				printDrill(g, rep, code)
 				summary = drillSummary(rep, code)
 			}
 			if err != nil {
@@ -223,7 +224,6 @@ func runDrill(ctx context.Context, g *globals, f drillFlags) (*drill.Report, *fi
 			return rep, cfg, fmt.Errorf("drill report: %w", err)
 		}
 	}
-	printDrill(g, rep)
 	return rep, cfg, drillError(rep)
 }
 
@@ -275,11 +275,11 @@ func drillError(rep *drill.Report) error {
 	return nil
 }
 
-// printDrill shows the report: as the summary object under --json, else
-// as text for a person.
-func printDrill(g *globals, rep *drill.Report) {
+// printDrill shows the report of a drill ending with exit code code: as
+// the summary object under --json, else as text for a person.
+func printDrill(g *globals, rep *drill.Report, code int) {
 	if g.json {
-		g.out.emit(drillSummary(rep, exitCode(context.Background(), drillError(rep))))
+		g.out.emit(drillSummary(rep, code))
 		return
 	}
 	g.out.textf("drill of %d region(s) in %.1fs (sample seed %s)\n", len(rep.Regions), rep.Duration, rep.Seed)
