@@ -73,7 +73,7 @@ func afterBackup(ctx context.Context, g *globals, f backupFlags, out *backupOutc
 		if merr := writeBackupMetrics(f.metrics, out, code, took); merr != nil {
 			g.out.warn(f.metrics, fmt.Errorf("metrics not written: %w", merr))
 			if err == nil {
-				err = &warningsError{"the snapshot was saved, but the metrics textfile was not written"}
+				err = &warningsError{fmt.Sprintf("the snapshot was saved, but the metrics textfile was not written: %v", merr)}
 				code = exitWarnings
 			}
 		}

@@ -63,7 +63,7 @@ previous report is kept in the state directory).`,
 				if merr := writeDrillMetrics(f.metrics, rep, code, time.Since(start)); merr != nil {
 					g.out.warn(f.metrics, fmt.Errorf("metrics not written: %w", merr))
 					if err == nil {
-						err = &warningsError{"drill met every objective, but its metrics textfile was not written"}
+						err = &warningsError{fmt.Sprintf("drill met every objective, but its metrics textfile was not written: %v", merr)}
 						code = exitWarnings
 					}
 				}
