@@ -35,9 +35,12 @@ import (
 // The libraries never print: they count (backup.Progress, restore.Progress,
 // the replicate.Sync callback, repo.Served) and a gauge reads the counts.
 //
-// Use from a command:
+// Use from a command: make the gauges (backupGauges, streamGauges,
+// restoreGauges, drillGauges, or gauge values of its own), start the meter,
+// run the job, stop the meter with the job's error, then print the summary:
 //
-//	stop := g.out.meter("restore", restoreGauges(s.repo, p, snap.Stats.Bytes)...)
+//	p := &restore.Progress{}
+//	stop := g.out.meter("restore", restoreGauges(s.repo, "restore "+id, p, snap.Stats.Bytes)...)
 //	res, err := restore.Run(ctx, s.repo, snap, opts, p)
 //	stop(err)
 
@@ -173,7 +176,7 @@ func (m *meter) sample(now time.Time) {
 			st.history = st.history[1:]
 		}
 		st.rate = 0
-		if first := st.history[0]; now.Sub(first.at) > 0 {
+		if first := st.history[0]; now.Sub(first.at) > 0 && st.done > first.done {
 			st.rate = float64(st.done-first.done) / now.Sub(first.at).Seconds()
 		}
 	}
@@ -196,7 +199,7 @@ func (m *meter) sample(now time.Time) {
 	}
 }
 
-// status is the --json status object.
+// emitStatus writes the --json status object of the latest sample.
 func (m *meter) emitStatus() {
 	m.mu.Lock()
 	obj := map[string]any{"type": "status", "command": m.command, "elapsed_seconds": roundTo(time.Since(m.start).Seconds(), 1)}
