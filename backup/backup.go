@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -85,16 +84,16 @@ type backuper struct {
 	cancel   context.CancelCauseFunc
 	stats    struct{ files, dirs, bytes atomic.Uint64 }
 
-	saveSlots chan struct{} // chunks being compressed and packed
-	chunkBufs sync.Pool     // of *[]byte, chunk copies in flight
+	saver *chunkSaver
 }
 
 // future is the node of one entry, available once done is closed. A nil
 // node with a nil err means the entry is left out.
 type future struct {
-	done chan struct{}
-	node *repo.Node
-	err  error
+	done   chan struct{}
+	node   *repo.Node
+	err    error
+	reused bool // an unchanged directory, resolved from the cache (see dirs.go)
 }
 
 func newFuture() *future { return &future{done: make(chan struct{})} }
@@ -156,13 +155,12 @@ func Run(ctx context.Context, r *repo.Repository, opts Options, progress *Progre
 		r: r, w: w, opts: opts, excl: excl, progress: progress,
 		names:  names{users: map[uint32]string{}, groups: map[uint32]string{}},
 		prev:   opts.Cache,
-		next:   NewCache(r.Config().ID),
+		next:   &Cache{Repository: r.Config().ID, Files: map[string]CacheEntry{}, Dirs: map[string]DirEntry{}, Excludes: opts.Excludes},
 		jobs:   make(chan fileJob, 4*opts.Workers),
 		ctx:    ctx,
 		cancel: cancel,
 	}
-	b.saveSlots = make(chan struct{}, 2*runtime.GOMAXPROCS(0))
-	b.chunkBufs.New = func() any { return new([]byte) }
+	b.saver = newChunkSaver(ctx, w)
 	if b.prev != nil && b.prev.Repository != r.Config().ID {
 		b.prev = nil
 	}
@@ -274,7 +272,7 @@ func (b *backuper) walkVirtual(abs, name string, v *vdir) *future {
 	for _, e := range elems {
 		kids = append(kids, b.walkVirtual(filepath.Join(abs, e), e, v.children[e]))
 	}
-	return b.finishDir(abs, name, statOf(fi), kids)
+	return b.finishDir(abs, name, statOf(fi), kids, nil)
 }
 
 // entry returns the future node of one real entry.
@@ -311,38 +309,65 @@ func (b *backuper) entry(abs, name string, fi fs.FileInfo) *future {
 
 func (b *backuper) walkDir(abs, name string, st stat) *future {
 	ents, err := os.ReadDir(abs)
+	clean := err == nil // listed in full: may be cached
 	if err != nil {
 		b.warn(abs, err)
 		if ents == nil {
 			return resolved(nil, nil)
 		}
 	}
-	var kids []*future
+	children := make([]child, 0, len(ents))
 	for _, de := range ents {
-		child := filepath.Join(abs, de.Name())
-		if b.excl.Excluded(child) {
+		abs := filepath.Join(abs, de.Name())
+		if b.excl.Excluded(abs) {
 			continue
 		}
 		fi, err := de.Info()
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
-				b.warn(child, err)
+				b.warn(abs, err)
+				clean = false
 			}
 			continue
 		}
-		kids = append(kids, b.entry(child, de.Name(), fi))
+		children = append(children, child{abs: abs, name: de.Name(), fi: fi, st: statOf(fi)})
 	}
-	return b.finishDir(abs, name, st, kids)
+	kids := make([]*future, len(children))
+	var cache *dirCache
+	if clean {
+		cache = &dirCache{abs: abs, digest: dirDigest(children)}
+		// Unchanged (see dirs.go): the subdirectories first, as each
+		// must be unchanged too; they are walked either way.
+		if prev, ok := b.prevDir(abs); ok && prev.Digest == cache.digest && b.w.Known(prev.Tree) {
+			same := true
+			for i, c := range children {
+				if c.st.mode.IsDir() {
+					kids[i] = b.entry(c.abs, c.name, c.fi)
+					same = same && kids[i].reused
+				}
+			}
+			if same && b.carryFiles(children) {
+				return b.reusedDir(abs, name, st, prev)
+			}
+		}
+	}
+	for i, c := range children {
+		if kids[i] == nil {
+			kids[i] = b.entry(c.abs, c.name, c.fi)
+		}
+	}
+	return b.finishDir(abs, name, st, kids, cache)
 }
 
 // finishDir returns the future node of a directory whose entries are kids;
-// a goroutine waits for them and stores the tree.
-func (b *backuper) finishDir(abs, name string, st stat, kids []*future) *future {
+// a goroutine waits for them and stores the tree. With cache, the tree is
+// recorded in the next cache when every entry was stored without a warning.
+func (b *backuper) finishDir(abs, name string, st stat, kids []*future, cache *dirCache) *future {
 	f := newFuture()
 	b.dirs.Add(1)
 	go func() {
 		defer b.dirs.Done()
-		tree := &repo.Tree{}
+		tree := &repo.Tree{Nodes: make([]repo.Node, 0, len(kids))}
 		for _, k := range kids {
 			<-k.done
 			if k.err != nil {
@@ -351,6 +376,8 @@ func (b *backuper) finishDir(abs, name string, st stat, kids []*future) *future 
 			}
 			if k.node != nil {
 				tree.Nodes = append(tree.Nodes, *k.node)
+			} else {
+				cache = nil // left out with a warning
 			}
 		}
 		data, err := repo.EncodeTree(tree)
@@ -363,6 +390,11 @@ func (b *backuper) finishDir(abs, name string, st stat, kids []*future) *future 
 			b.fail(err)
 			f.resolve(nil, err)
 			return
+		}
+		if cache != nil {
+			b.nextMu.Lock()
+			b.next.Dirs[cache.abs] = DirEntry{Digest: cache.digest, Tree: id}
+			b.nextMu.Unlock()
 		}
 		n := b.baseNode(name, st)
 		n.Type = repo.NodeDir

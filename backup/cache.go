@@ -19,17 +19,30 @@ type CacheEntry struct {
 	Hash    crypt.ID
 }
 
+// DirEntry is what the previous snapshot stored for one directory: its
+// tree, and a digest of the lstat(2) data of the entries it held.
+type DirEntry struct {
+	Digest [32]byte
+	Tree   crypt.ID
+}
+
 // Cache maps absolute file paths to their entries in the host's previous
-// snapshot of the same paths. It lives on the backup host only (it names
-// files, so it is written 0600), never in a region.
+// snapshot of the same paths, and directories to their trees. It lives on
+// the backup host only (it names files, so it is written 0600), never in a
+// region.
 type Cache struct {
 	Repository string
 	Files      map[string]CacheEntry
+	// Dirs holds the directories whose every entry was stored cleanly;
+	// Excludes are the patterns they were walked with (other patterns
+	// would keep other entries, so the Dirs are then not used).
+	Dirs     map[string]DirEntry
+	Excludes []string
 }
 
 // NewCache returns an empty cache for repository id.
 func NewCache(repository string) *Cache {
-	return &Cache{Repository: repository, Files: map[string]CacheEntry{}}
+	return &Cache{Repository: repository, Files: map[string]CacheEntry{}, Dirs: map[string]DirEntry{}}
 }
 
 // ReadCache decodes a cache written by Encode.
@@ -40,6 +53,9 @@ func ReadCache(r io.Reader) (*Cache, error) {
 	}
 	if c.Files == nil {
 		c.Files = map[string]CacheEntry{}
+	}
+	if c.Dirs == nil {
+		c.Dirs = map[string]DirEntry{}
 	}
 	return &c, nil
 }

@@ -17,6 +17,14 @@
 // Unchanged files are skipped by metadata: a Cache of the host's previous
 // snapshot maps each path to its size, times, inode and chunk IDs; a file
 // whose metadata match and whose chunks are all still indexed is not read.
+// An unchanged directory (the same entries with the same lstat data, its
+// files all skipped, its subdirectories all unchanged) keeps the tree ID the
+// Cache holds for it: its tree is neither built, encoded nor hashed again,
+// and its files never reach a worker (see dirs.go).
+//
+// A stream (Stream) is chunked and hashed on the caller's goroutine and its
+// chunks saved like a large file's, so that its producer (pg_dump) only
+// waits when every save slot is busy.
 //
 // Files that cannot be read are reported through Options.Warn and left out
 // (or fail the run with Options.Strict); a file that changes while it is

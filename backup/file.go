@@ -1,10 +1,12 @@
 package backup
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 
@@ -116,7 +118,7 @@ func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.I
 		size += int64(len(data))
 		b.progress.ReadBytes.Add(uint64(len(data)))
 		if !b.w.Known(id) {
-			b.saveAsync(saves, id, data)
+			b.saver.save(saves, id, data)
 		}
 	}
 	if err := saves.wait(); err != nil {
@@ -148,21 +150,36 @@ func (s *fileSaves) wait() error {
 	return s.err
 }
 
-// saveAsync stores a copy of one chunk on another goroutine, so that
-// compressing the chunks of one large file uses every core. b.saveSlots
-// bounds the chunks in flight (and so the memory: slots × chunk Max).
-func (b *backuper) saveAsync(s *fileSaves, id crypt.ID, data []byte) {
-	buf := b.chunkBufs.Get().(*[]byte)
+// chunkSaver stores chunks on other goroutines, so that compressing the
+// chunks of one large file or stream uses every core while the reader goes
+// on. slots bounds the chunks in flight, and so the memory: slots × chunk
+// Max, in copies reused through bufs.
+type chunkSaver struct {
+	ctx   context.Context
+	w     *repo.Writer
+	slots chan struct{}
+	bufs  sync.Pool // of *[]byte
+}
+
+func newChunkSaver(ctx context.Context, w *repo.Writer) *chunkSaver {
+	c := &chunkSaver{ctx: ctx, w: w, slots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+	c.bufs.New = func() any { return new([]byte) }
+	return c
+}
+
+// save stores a copy of data as blob id; s.wait reports the first error.
+func (c *chunkSaver) save(s *fileSaves, id crypt.ID, data []byte) {
+	buf := c.bufs.Get().(*[]byte)
 	*buf = append((*buf)[:0], data...)
-	b.saveSlots <- struct{}{}
+	c.slots <- struct{}{}
 	s.wg.Add(1)
 	go func() {
 		defer func() {
-			b.chunkBufs.Put(buf)
-			<-b.saveSlots
+			c.bufs.Put(buf)
+			<-c.slots
 			s.wg.Done()
 		}()
-		if err := b.w.SaveBlobID(b.ctx, repo.DataBlob, id, *buf); err != nil {
+		if err := c.w.SaveBlobID(c.ctx, repo.DataBlob, id, *buf); err != nil {
 			s.mu.Lock()
 			if s.err == nil {
 				s.err = err

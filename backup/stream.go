@@ -40,25 +40,34 @@ func Stream(ctx context.Context, r *repo.Repository, name string, src io.Reader,
 	h := w.Secrets().ContentKey().New()
 	var content []crypt.ID
 	var size uint64
+	// Chunks are compressed and packed on other goroutines while this one
+	// keeps reading: a stream's producer (pg_dump) never waits for them
+	// unless every slot is taken.
+	saver := newChunkSaver(ctx, w)
+	saves := &fileSaves{}
 	for {
 		data, err := ch.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
+			saves.wait()
 			w.Abort()
 			return nil, fmt.Errorf("backup: read %s: %w", name, err)
 		}
 		h.Write(data)
-		id, err := w.SaveBlob(ctx, repo.DataBlob, data)
-		if err != nil {
-			w.Abort()
-			return nil, err
+		id := w.Secrets().BlobID(data)
+		if !w.Known(id) {
+			saver.save(saves, id, data)
 		}
 		content = append(content, id)
 		size += uint64(len(data))
 		progress.ReadBytes.Add(uint64(len(data)))
 		progress.Bytes.Add(uint64(len(data)))
+	}
+	if err := saves.wait(); err != nil {
+		w.Abort()
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		w.Abort()
