@@ -34,12 +34,12 @@ func shellEnv() []string {
 	return append(baseEnv(), "PATH="+filepath.Dir(vbBin)+":/usr/bin:/bin")
 }
 
-// completions runs script in shell and returns the candidates it prints,
-// one a line.
-func completions(t *testing.T, shell string, script string) []string {
+// completions runs script in shell (with extra environment) and returns
+// the candidates it prints, one a line.
+func completions(t *testing.T, shell string, script string, env ...string) []string {
 	t.Helper()
 	cmd := exec.Command(requireTool(t, shell), "-c", script)
-	cmd.Env = shellEnv()
+	cmd.Env = append(env, shellEnv()...) // its PATH last: the one that counts
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr string
@@ -99,6 +99,32 @@ complete_line() {
 		slices.Sort(w)
 		if !slices.Equal(got, w) {
 			t.Errorf("bash: %q<Tab> offers %q, want %q", line, got, w)
+		}
+	}
+
+	// From the config and the repository: sets, regions, snapshot IDs.
+	e := newRepo(t, "primary", "offsite")
+	src := filepath.Join(e.dir, "src")
+	writeFile(t, filepath.Join(src, "a.txt"), textBytes(9, 4<<10), 0o644)
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, e.config, append(cfg, []byte("sets:\n  - name: docs\n    paths: [./src]\n  - name: mail\n    paths: [./src]\n")...), 0o644)
+	snap := e.ok("--json", "backup", "--set", "docs")
+	id := findSummary(t, jsonLines(t, snap.stdout), snap)["snapshot"].(string)[:12]
+	for line, want := range map[string][]string{
+		"vaultbak backup --set ":   {"docs", "mail"},
+		"vaultbak drill --region ": {"offsite", "primary"},
+		"vaultbak restore ":        {id, "latest"},
+	} {
+		got := completions(t, "bash", prelude+"complete_line '"+line+"'", e.env()...)
+		for i, g := range got {
+			got[i] = strings.Fields(g)[0]
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("bash: %q<Tab> offers %q, want %q", line, got, want)
 		}
 	}
 }

@@ -62,6 +62,7 @@ below it ("/home/*/.cache").`,
 	fl.BoolVar(&f.fromCommand, "stdin-from-command", false, "back up the standard output of the command after --; its failure commits nothing")
 	fl.StringVar(&f.metrics, "metrics", "", "write a Prometheus textfile (node_exporter textfile collector) to FILE")
 	fl.StringVar(&f.notify, "notify-command", "", "run this shell command afterwards with the JSON summary on stdin and VAULTBAK_EXIT_CODE set (default: notify_command in the config)")
+	cmd.RegisterFlagCompletionFunc("set", completeSets(g))
 	return cmd
 }
 

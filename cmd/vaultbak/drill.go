@@ -91,6 +91,8 @@ previous report is kept in the state directory).`,
 	fl.StringVar(&f.seed, "seed", "", "choose the sample with this seed (default: random, reported)")
 	fl.StringVar(&f.scratch, "scratch-dir", "", "restore the sample below this directory (default: drill.scratch_dir, else the system temporary directory)")
 	fl.StringVar(&f.notify, "notify-command", "", "run this shell command afterwards with the JSON summary on stdin and VAULTBAK_EXIT_CODE set (default: notify_command in the config)")
+	cmd.RegisterFlagCompletionFunc("set", completeSets(g))
+	cmd.RegisterFlagCompletionFunc("region", completeRegions(g))
 	return cmd
 }
 

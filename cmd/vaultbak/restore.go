@@ -62,6 +62,8 @@ pg_restore --single-transaction), so a stopped restore leaves nothing half done.
 	fl.StringArrayVar(&f.tags, "tag", nil, "with latest: only snapshots with this tag")
 	fl.StringArrayVar(&f.includes, "include", nil, "restore only this snapshot path and what is below it (repeatable)")
 	fl.BoolVar(&f.toCommand, "to-command", false, "feed a stream snapshot (backup --stdin…) into the standard input of the command after --")
+	cmd.ValidArgsFunction = completeSnapshot(g)
+	cmd.RegisterFlagCompletionFunc("set", completeSets(g))
 	return cmd
 }
 
