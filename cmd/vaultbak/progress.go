@@ -24,10 +24,10 @@ import (
 // Progress of a long command (backup, restore, replicate sync, drill),
 // following the output rules of output.go:
 //
-//   - stderr is a terminal, no --json, no --quiet: one bar per gauge on
-//     stderr (the whole job, then one per region) with bytes, rate and ETA,
-//     redrawn five times a second by mpb. Warnings printed meanwhile go
-//     above the bars.
+//   - stderr is a terminal (not TERM=dumb), no --json, no --quiet: one bar
+//     per gauge on stderr (the whole job, then one per region) with bytes,
+//     rate and ETA, redrawn five times a second by mpb. Warnings printed
+//     meanwhile go above the bars.
 //   - --json (without --quiet): a {"type":"status",…} object on stdout every
 //     statusInterval; the command's summary object still comes last.
 //   - otherwise (cron, systemd, a pipe, --quiet): nothing at all.
@@ -100,10 +100,11 @@ type meter struct {
 }
 
 // progressShown reports whether a meter would show anything: bars on a
-// terminal or status objects under --json. Commands use it to skip work
-// that only progress needs (such as estimating a backup's size).
+// terminal that can move its cursor (TERM is not "dumb") or status objects
+// under --json. Commands use it to skip work that only progress needs
+// (such as estimating a backup's size).
 func (o *output) progressShown() bool {
-	return !o.quiet && (o.json || o.tty)
+	return !o.quiet && (o.json || (o.tty && os.Getenv("TERM") != "dumb"))
 }
 
 // meter starts showing the progress of command (a name such as "backup"

@@ -97,13 +97,15 @@ func TestMeterJSONStatus(t *testing.T) {
 	}
 }
 
-// TestMeterSilent: with --quiet, or without a terminal and --json, a
-// meter prints nothing at all.
+// TestMeterSilent: with --quiet, or without a terminal (or on a dumb one)
+// and --json, a meter prints nothing at all.
 func TestMeterSilent(t *testing.T) {
+	t.Setenv("TERM", "dumb")
 	for _, o := range []*output{
 		{quiet: true, tty: true},
 		{quiet: true, json: true},
 		{tty: false},
+		{tty: true}, // TERM=dumb
 	} {
 		var out, errs bytes.Buffer
 		o.w, o.errw = &out, &errs
