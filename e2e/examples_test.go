@@ -77,7 +77,7 @@ func TestExamplesSystemdVerify(t *testing.T) {
 		writeFile(t, filepath.Join(units, name), []byte(text), 0o644)
 	}
 	names, _ := filepath.Glob(filepath.Join(units, "*"))
-	env := append(baseEnv(), "MANPATH="+man, "SYSTEMD_LOG_LEVEL=notice")
+	env := append(baseEnv(), "MANPATH="+man, "SYSTEMD_LOG_LEVEL=notice", "TZ=UTC") // UTC: no DST in the timer spacing
 	cmd := exec.Command(requireTool(t, "systemd-analyze"), append([]string{"verify"}, names...)...)
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
