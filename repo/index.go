@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sync"
 
@@ -54,6 +55,12 @@ type Index struct {
 	packs     []crypt.ID
 	packSizes []int64
 	packNum   map[crypt.ID]uint32
+	// packRegions are the regions known to hold each pack, as a bit mask
+	// over the repository's regions (see Repository.regionMask): a blob is
+	// reused by a backup only when its pack is in every region the backup
+	// writes to, and of two locations of one blob the one in more regions
+	// is kept.
+	packRegions []uint64
 
 	sorted  []indexEntry
 	buckets []uint32 // entries with first two ID bytes b are sorted[buckets[b]:buckets[b+1]]
@@ -104,6 +111,20 @@ func (x *Index) find(id crypt.ID) (indexValue, bool) {
 }
 
 func compareEntry(e indexEntry, id crypt.ID) int { return bytes.Compare(e.id[:], id[:]) }
+
+// wider reports whether location a is in more regions than b.
+func (x *Index) wider(a, b indexValue) bool {
+	return bits.OnesCount64(x.packRegions[a.pack]) > bits.OnesCount64(x.packRegions[b.pack])
+}
+
+// Covers reports whether blob id is indexed in a pack that every region in
+// mask holds.
+func (x *Index) Covers(id crypt.ID, mask uint64) bool {
+	x.rlock()
+	defer x.mu.RUnlock()
+	v, ok := x.find(id)
+	return ok && x.packRegions[v.pack]&mask == mask
+}
 
 // Has reports whether blob id is indexed.
 func (x *Index) Has(id crypt.ID) bool {
@@ -164,9 +185,18 @@ func (x *Index) entriesByPack() map[crypt.ID][]BlobEntry {
 	return out
 }
 
-// add records the blobs of one pack. A blob already indexed keeps its
-// first location.
+// allRegions is the region mask of a pack known to be everywhere.
+const allRegions = ^uint64(0)
+
+// add records the blobs of one pack held by every region.
 func (x *Index) add(pack crypt.ID, size int64, entries []BlobEntry) {
+	x.addIn(pack, size, allRegions, entries)
+}
+
+// addIn records the blobs of one pack that the regions in mask hold. A
+// blob already indexed keeps its first location unless the new one is in
+// more regions.
+func (x *Index) addIn(pack crypt.ID, size int64, regions uint64, entries []BlobEntry) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	n, ok := x.packNum[pack]
@@ -174,8 +204,10 @@ func (x *Index) add(pack crypt.ID, size int64, entries []BlobEntry) {
 		n = uint32(len(x.packs))
 		x.packs = append(x.packs, pack)
 		x.packSizes = append(x.packSizes, size)
+		x.packRegions = append(x.packRegions, 0)
 		x.packNum[pack] = n
 	}
+	x.packRegions[n] |= regions
 	for _, e := range entries {
 		x.bulk = append(x.bulk, indexEntry{e.ID, indexValue{pack: n, offset: e.Offset, length: e.Length, rawLen: e.RawLen, typ: e.Type, flags: e.Flags}})
 	}
@@ -191,7 +223,7 @@ func (x *Index) settle() {
 	x.bulk = nil
 	if len(bulk) < bulkSettleMin && len(x.sorted) > 0 {
 		for _, e := range bulk {
-			if _, ok := x.find(e.id); !ok {
+			if v, ok := x.find(e.id); !ok || x.wider(e.indexValue, v) {
 				x.recent[e.id] = e.indexValue
 			}
 		}
@@ -265,14 +297,18 @@ func (x *Index) merge(add []indexEntry) {
 			if i > 0 && add[i].id == add[i-1].id {
 				continue
 			}
-			for len(old) > 0 && bytes.Compare(old[0].id[:], add[i].id[:]) < 0 {
+			e := x.widest(add[i:])
+			for len(old) > 0 && bytes.Compare(old[0].id[:], e.id[:]) < 0 {
 				out = append(out, old[0])
 				old = old[1:]
 			}
-			if len(old) > 0 && old[0].id == add[i].id {
-				continue // indexed before: keep that location
+			if len(old) > 0 && old[0].id == e.id {
+				if x.wider(e.indexValue, old[0].indexValue) {
+					old[0] = e
+				}
+				continue // indexed before: keep that location unless e is in more regions
 			}
-			out = append(out, add[i])
+			out = append(out, e)
 		}
 		out = append(out, old...)
 	}
@@ -289,6 +325,21 @@ func (x *Index) merge(add []indexEntry) {
 	for ; b <= 1<<16; b++ {
 		x.buckets[b] = uint32(len(x.sorted))
 	}
+}
+
+// widest returns, of the entries at the start of add with add[0]'s ID, the
+// first of those in the most regions.
+func (x *Index) widest(add []indexEntry) indexEntry {
+	best := add[0]
+	for _, e := range add[1:] {
+		if e.id != best.id {
+			break
+		}
+		if x.wider(e.indexValue, best.indexValue) {
+			best = e
+		}
+	}
+	return best
 }
 
 // indexPack is one pack's entry in an index file.

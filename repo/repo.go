@@ -451,9 +451,26 @@ func sortedKeys(m map[string]int64) []string {
 	return out
 }
 
-// loadIndex reads every index file of every region into memory.
+// regionMask returns the bit mask of regions (bit i: r.regions[i]; a
+// region past the 64th has no bit and is never required).
+func (r *Repository) regionMask(regions []*Region) uint64 {
+	var m uint64
+	for _, reg := range regions {
+		for i, have := range r.regions {
+			if have == reg && i < 64 {
+				m |= 1 << i
+			}
+		}
+	}
+	return m
+}
+
+// loadIndex reads every index file of every region into memory. An index
+// file is written after the packs it lists, to the same regions, and
+// replicate copies them in that order too: so the regions holding an index
+// file hold its packs, and the index records them per pack.
 func (r *Repository) loadIndex(ctx context.Context, ids []age.Identity) error {
-	names, err := r.listAll(ctx, "index/")
+	names, perRegion, err := r.listPerRegion(ctx, "index/")
 	if err != nil {
 		return fmt.Errorf("repo: %w", err)
 	}
@@ -476,8 +493,14 @@ func (r *Repository) loadIndex(ctx context.Context, ids []age.Identity) error {
 				}
 				return err
 			}
+			var mask uint64
+			for i, reg := range r.regions {
+				if perRegion[reg.Name][name] && i < 64 {
+					mask |= 1 << i
+				}
+			}
 			for _, p := range packs {
-				r.index.add(p.Hash, p.Size, p.Entries)
+				r.index.addIn(p.Hash, p.Size, mask, p.Entries)
 			}
 			return nil
 		})

@@ -124,6 +124,16 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 		indexRecip: indexRecip,
 		regions:    newRegionSet(r.regions, opts.Quorum),
 	}
+	// A region that did not answer while the repository was read is left
+	// out of this run (it lags; replicate sync heals it): what it holds is
+	// unknown, so no blob can be reused there.
+	for name, err := range r.Down() {
+		for _, reg := range r.regions {
+			if reg.Name == name {
+				w.regions.drop(reg, err)
+			}
+		}
+	}
 	w.curReady = sync.NewCond(&w.mu)
 	w.scratch.New = func() any { return new(encodeScratch) }
 	full := r.cfg.PackSize + r.cfg.Chunker.Max + 64<<10
@@ -176,9 +186,18 @@ func (w *Writer) current() error {
 // Secrets returns the repository secrets (for IDs and chunking).
 func (w *Writer) Secrets() *Secrets { return w.r.secrets }
 
-// Known reports whether blob id is already stored or being stored.
+// reuseMask is the regions a blob must already be in to be reused: every
+// region this writer writes to. A blob stored only elsewhere (in a region
+// that lagged, or by a backup set pinned to other regions) is stored again,
+// so that each region a manifest names holds everything it references.
+func (w *Writer) reuseMask() uint64 {
+	return w.r.regionMask(w.regions.live())
+}
+
+// Known reports whether blob id is already stored in every region this
+// writer writes to, or being stored.
 func (w *Writer) Known(id crypt.ID) bool {
-	if w.r.index.Has(id) {
+	if w.r.index.Covers(id, w.reuseMask()) {
 		return true
 	}
 	w.mu.Lock()
@@ -199,7 +218,7 @@ func (w *Writer) SaveBlobID(ctx context.Context, t BlobType, id crypt.ID, data [
 	if err := w.gctx.Err(); err != nil {
 		return w.err()
 	}
-	if w.r.index.Has(id) {
+	if w.r.index.Covers(id, w.reuseMask()) {
 		return nil
 	}
 	w.mu.Lock()
@@ -357,8 +376,9 @@ func (w *Writer) writeIndex(ctx context.Context, packs []indexPack) error {
 	w.doneMu.Lock()
 	w.written = append(w.written, writtenObject{name, int64(len(sealed))})
 	w.doneMu.Unlock()
+	mask := w.reuseMask() // the regions that took the packs and this index
 	for _, p := range packs {
-		w.r.index.add(p.Hash, p.Size, p.Entries)
+		w.r.index.addIn(p.Hash, p.Size, mask, p.Entries)
 	}
 	w.mu.Lock()
 	for _, p := range packs {

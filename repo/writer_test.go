@@ -498,3 +498,50 @@ func TestCommitAfterFlush(t *testing.T) {
 		t.Logf("Commit after Flush: %v", err) // an error is acceptable, a panic is not
 	}
 }
+
+// TestReuseNeedsEveryTargetRegion: a blob stored only in region r1 (by a
+// backup set pinned there, or while r2 was down) is stored again by a
+// backup that writes to both regions, so that each region a manifest
+// names holds everything it references.
+func TestReuseNeedsEveryTargetRegion(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 2, crypt.KindX25519)
+	blob := randomBlob(41, 50000)
+
+	pinned, err := Open(ctx, e.regions[:1], e.keysHost())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pinned.Close()
+	w := newWriter(t, pinned)
+	ids := saveAll(t, w, [][]byte{blob})
+	commitTree(t, pinned, w, "a", ids, testTime)
+	if n := len(e.names(1, "data/")); n != 0 {
+		t.Fatalf("region r2 holds %d packs after a backup pinned to r1", n)
+	}
+
+	both := e.open(e.keysAll())
+	w = newWriter(t, both)
+	if w.Known(ids[0]) {
+		t.Fatal("a blob only region r1 holds counts as known to a writer for r1 and r2")
+	}
+	saveAll(t, w, [][]byte{blob})
+	commitTree(t, both, w, "b", ids, testTime.Add(time.Hour))
+	if n := len(e.names(1, "data/")); n == 0 {
+		t.Fatal("the blob was not stored again for region r2")
+	}
+	// Opened afresh, the index prefers the location both regions hold.
+	loc, ok := e.open(e.keysAll()).Index().Lookup(ids[0])
+	if !ok {
+		t.Fatal("blob not indexed")
+	}
+	for i := range e.mems {
+		if _, ok := e.mems[i].Raw(PackName(loc.Pack)); !ok {
+			t.Errorf("the indexed location %s is not in region %s", PackName(loc.Pack), regionName(i))
+		}
+	}
+	// And a writer for r1 alone reuses it.
+	if w := newWriter(t, pinned); !w.Known(ids[0]) {
+		t.Error("a writer for r1 alone does not reuse a blob r1 holds")
+	}
+}
