@@ -88,9 +88,11 @@ var (
 )
 
 // requireBars checks that out drew a bar for the whole job (named job,
-// with a total) and one per region, with bytes and a rate.
-func requireBars(t *testing.T, what, out, job string, regions []string) {
+// with a total unless the job's size is unknown, as a drill's) and one per
+// region, with bytes and a rate.
+func requireBars(t *testing.T, what, out, job string, regions []string) map[string]string {
 	t.Helper()
+	bars := map[string]string{}
 	lines := strings.Split(out, "\n")
 	find := func(name string) string {
 		for i := len(lines) - 1; i >= 0; i-- { // the last frame
@@ -102,19 +104,21 @@ func requireBars(t *testing.T, what, out, job string, regions []string) {
 		t.Fatalf("%s on a terminal drew no bar for %q:\n%s", what, name, clip(out))
 		return ""
 	}
-	if l := find(job); !strings.Contains(l, " / ") || !rate.MatchString(l) {
+	if l := find(job); (job != "drill" && !strings.Contains(l, " / ")) || !rate.MatchString(l) {
 		t.Errorf("%s: the bar of %q shows no total or rate: %q", what, job, l)
 	}
 	for _, reg := range regions {
-		if l := find(reg); !rate.MatchString(l) {
-			t.Errorf("%s: the bar of region %s shows no rate: %q", what, reg, l)
+		bars[reg] = find(reg)
+		if !rate.MatchString(bars[reg]) {
+			t.Errorf("%s: the bar of region %s shows no rate: %q", what, reg, bars[reg])
 		}
 	}
+	return bars
 }
 
-// TestProgressOnTerminal: backup, restore and replicate sync draw a bar
-// for the job and one per region on a terminal, and still end with their
-// one-line summary.
+// TestProgressOnTerminal: backup, restore, replicate sync and drill draw
+// a bar for the job and one per region on a terminal, and still end with
+// their summary.
 func TestProgressOnTerminal(t *testing.T) {
 	t.Parallel()
 	e := newRepo(t)
@@ -147,6 +151,19 @@ func TestProgressOnTerminal(t *testing.T) {
 	}
 	requireBars(t, "replicate sync", r.tty, "replicate sync", []string{"two"})
 	requireContains(t, "replicate sync on a terminal", r.tty, "in sync")
+
+	// A drill restores from each region in turn: each region's bar shows
+	// what it served.
+	r = e.onTerminal(false, e.withID("drill", "--sample", "100")...)
+	if r.code != exitOK {
+		t.Fatalf("drill on a terminal: exit %d\n%s", r.code, r.tty)
+	}
+	for reg, l := range requireBars(t, "drill", r.tty, "drill", e.names) {
+		if strings.Contains(l, "] 0 B ") {
+			t.Errorf("drill: region %s served nothing: %q", reg, l)
+		}
+	}
+	requireContains(t, "drill on a terminal", r.tty, "every objective met")
 }
 
 // TestProgressQuietOnTerminal: --quiet draws nothing even on a terminal,
