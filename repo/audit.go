@@ -64,6 +64,9 @@ type AuditRecord struct {
 	Result     string    `json:"result"`            // "ok", "warnings", "failed", "integrity", "interrupted", …
 	Exit       int       `json:"exit"`
 	Regions    []string  `json:"regions"` // where the record was written
+	// PrevIn holds, for each region whose listing answered, the newest
+	// position of this chain the region held (see Manifest.PrevIn).
+	PrevIn map[string]uint64 `json:"prev_in,omitempty"`
 }
 
 // AuditEntry is a record read from the repository.
@@ -248,13 +251,36 @@ func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord, after Aud
 	default:
 		key = r.keys.Host.Signing
 	}
-	heads, err := r.auditHeads(ctx)
+	names, perRegion, err := r.listPerRegion(ctx, auditPrefix)
 	if err != nil {
-		return AuditPos{}, err
+		return AuditPos{}, fmt.Errorf("repo: %w", err)
 	}
-	head := heads[AuditChain(rec.Signer)]
+	var head AuditPos
+	rec.PrevIn = map[string]uint64{}
+	for reg := range perRegion {
+		rec.PrevIn[reg] = 0
+	}
+	for name := range names {
+		chain, seq, id, ok := parseAuditName(name)
+		if !ok || chain != AuditChain(rec.Signer) {
+			continue
+		}
+		if seq > head.Seq {
+			head = AuditPos{Seq: seq, ID: id}
+		}
+		for reg, have := range perRegion {
+			if have[name] && seq > rec.PrevIn[reg] {
+				rec.PrevIn[reg] = seq
+			}
+		}
+	}
 	if after.Seq > head.Seq {
+		// This machine wrote records no region lists any more: say that
+		// every region held them, so the hole shows wherever it is read.
 		head = after
+		for reg := range rec.PrevIn {
+			rec.PrevIn[reg] = after.Seq
+		}
 	}
 	rec.Version, rec.Repository = FormatVersion, r.cfg.ID
 	rec.Seq, rec.Prev = head.Seq+1, head.ID
@@ -404,6 +430,10 @@ func (r *Repository) AuditTrail(ctx context.Context) ([]*AuditEntry, error) {
 		return nil, err
 	}
 	var errs []error
+	answered := map[string]bool{}
+	for reg := range perRegion {
+		answered[reg] = true
+	}
 	bySigner := map[string][]chainLink{}
 	for _, e := range entries {
 		for _, reg := range e.Regions {
@@ -411,7 +441,7 @@ func (r *Repository) AuditTrail(ctx context.Context) ([]*AuditEntry, error) {
 				errs = append(errs, &IntegrityError{Region: reg, Object: e.Name, Reason: fmt.Sprintf("audit record #%d of %s is missing, though it was written there (the record names the region): deleted", e.Seq, e.Signer)})
 			}
 		}
-		bySigner[e.Signer] = append(bySigner[e.Signer], chainLink{id: e.ID, prev: e.Prev, seq: e.Seq})
+		bySigner[e.Signer] = append(bySigner[e.Signer], chainLink{id: e.ID, prev: e.Prev, seq: e.Seq, holeOK: holeBefore(e.PrevIn, answered)})
 	}
 	signers := make([]string, 0, len(bySigner))
 	for s := range bySigner {
@@ -451,6 +481,10 @@ func AuditHead(entries []*AuditEntry, signer string) AuditPos {
 type chainLink struct {
 	id, prev string
 	seq      uint64
+	// holeOK, if set, says whether the elements from a to b before this
+	// one may be missing (they were never written where the chain was
+	// read from).
+	holeOK func(a, b uint64) bool
 }
 
 // chainBreak finds the first break in a chain: positions 1…n with no gap
@@ -459,22 +493,28 @@ type chainLink struct {
 // the elements ("snapshot").
 func chainBreak(links []chainLink, noun string) (at, reason string) {
 	sort.SliceStable(links, func(i, j int) bool { return links[i].seq < links[j].seq })
+	next, prevID := uint64(1), ""
 	for i, l := range links {
-		want := uint64(i + 1)
 		switch {
-		case l.seq < want:
+		case l.seq == 0:
+			return l.id, fmt.Sprintf("%s at position 0", noun)
+		case l.seq < next:
 			return l.id, fmt.Sprintf("the chain forks: two %ss #%d (%s and %s)", noun, l.seq, ShortID(links[i-1].id), ShortID(l.id))
-		case l.seq > want:
+		case l.seq > next && (l.holeOK == nil || !l.holeOK(next, l.seq-1)):
 			gap := fmt.Sprintf("%s #%d (%s, named by #%d) is missing", noun, l.seq-1, ShortID(l.prev), l.seq)
-			if want < l.seq-1 {
-				gap = fmt.Sprintf("%ss #%d to #%d are missing", noun, want, l.seq-1)
+			if next < l.seq-1 {
+				gap = fmt.Sprintf("%ss #%d to #%d are missing", noun, next, l.seq-1)
 			}
 			return l.id, fmt.Sprintf("the chain is broken: %s: deleted or withheld", gap)
-		case i == 0 && l.prev != "":
+		case l.seq > next:
+			// A hole where the chain was read from that its next element
+			// explains: the link across it cannot be checked here.
+		case l.seq == 1 && l.prev != "":
 			return l.id, fmt.Sprintf("first %s names a predecessor", noun)
-		case i > 0 && l.prev != links[i-1].id:
-			return l.id, fmt.Sprintf("%s #%d does not follow #%d (%s)", noun, l.seq, links[i-1].seq, ShortID(links[i-1].id))
+		case i > 0 && l.prev != prevID:
+			return l.id, fmt.Sprintf("%s #%d does not follow #%d (%s)", noun, l.seq, links[i-1].seq, ShortID(prevID))
 		}
+		next, prevID = l.seq+1, l.id
 	}
 	return "", ""
 }

@@ -198,6 +198,19 @@ func TestAuditRegionDownNamesOnlyWrittenRegions(t *testing.T) {
 	if len(entries) != 1 || strings.Join(entries[0].Regions, ",") != "r1" {
 		t.Fatalf("entries %+v", entries)
 	}
+	// The next record goes to both; region r2 read alone lacks #1, which
+	// it never held: not a broken chain.
+	if _, err := e.open(e.keysHost()).AppendAudit(ctx, AuditRecord{Time: testTime, Op: "backup", Result: "ok"}, AuditPos{}); err != nil {
+		t.Fatal(err)
+	}
+	alone, err := Open(ctx, e.regions[1:], Keys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alone.Close()
+	if entries, err := alone.AuditTrail(ctx); err != nil || len(entries) != 1 {
+		t.Fatalf("region r2 alone: %d records, %v", len(entries), err)
+	}
 }
 
 func TestAuditRevokedHostAndRetiredOperator(t *testing.T) {

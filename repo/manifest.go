@@ -27,8 +27,15 @@ type Manifest struct {
 	// (in a quorum). A region named here that lacks the manifest hid or
 	// lost it; one not named lagged when it was written.
 	Regions []string `json:"regions"`
-	Stats   Stats    `json:"stats"`
-	Body    crypt.ID `json:"body"` // MetaBlob holding the ManifestBody
+	// PrevIn holds, for each region the host saw when it wrote the
+	// manifest, the position of the host's newest manifest that region
+	// held then (0: none). It tells a manifest missing from a region
+	// because it was never written there (the region lagged, or a backup
+	// set is pinned elsewhere) from one deleted there, so that a region
+	// read alone, or a chain with such holes, verifies.
+	PrevIn map[string]uint64 `json:"prev_in,omitempty"`
+	Stats  Stats             `json:"stats"`
+	Body   crypt.ID          `json:"body"` // MetaBlob holding the ManifestBody
 }
 
 // Stats are a snapshot's totals. Files, Dirs and Bytes describe the
@@ -81,6 +88,8 @@ type Snapshot struct {
 	Manifest
 	Signer crypt.PublicKey
 	Region string // the region it was read from
+	// In are the regions whose listing held the manifest when it was read.
+	In []string
 	// StatsKnown says whether Stats.Files, Dirs and Bytes are filled in:
 	// from the body (LoadContentStats) or a manifest that held them.
 	StatsKnown bool

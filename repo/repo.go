@@ -51,8 +51,12 @@ type Repository struct {
 	lagging  []string // found at Open: regions holding an older config
 
 	unreadableIndex int // index files the writer identity does not open
-	health          regionHealth
-	served          servedLog
+
+	mu      sync.Mutex
+	known   []*Snapshot     // as Snapshots last returned them, for Commit's PrevIn
+	knownIn map[string]bool // the regions whose listing Snapshots read
+	health  regionHealth
+	served  servedLog
 }
 
 // InitOptions configure a new repository.

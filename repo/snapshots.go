@@ -27,6 +27,11 @@ func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
+		for _, reg := range r.regions {
+			if perRegion[reg.Name][name] {
+				s.In = append(s.In, reg.Name)
+			}
+		}
 		// Regions are independent witnesses: one that the manifest says
 		// holds it, and that answered, must list it.
 		for _, reg := range s.Regions {
@@ -40,16 +45,56 @@ func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
 		return nil, errors.Join(hidden...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
-	if err := VerifyChains(out); err != nil {
+	answered := map[string]bool{}
+	for reg := range perRegion {
+		answered[reg] = true
+	}
+	if err := verifyChains(out, answered); err != nil {
 		return nil, err
 	}
+	r.mu.Lock()
+	r.known, r.knownIn = out, answered
+	r.mu.Unlock()
 	return out, nil
+}
+
+// prevIn returns, for every region whose listing answered when the
+// snapshots were last read, the position of host's newest manifest it
+// held, up to head (see Manifest.PrevIn); nil when they were not read.
+func (r *Repository) prevIn(host string, head uint64) map[string]uint64 {
+	r.mu.Lock()
+	known, answered := r.known, r.knownIn
+	r.mu.Unlock()
+	if answered == nil {
+		return nil
+	}
+	out := map[string]uint64{}
+	for reg := range answered {
+		out[reg] = 0
+	}
+	for _, s := range known {
+		if s.Host != host || s.Seq > head {
+			continue
+		}
+		for _, reg := range s.In {
+			if seq, ok := out[reg]; ok && s.Seq > seq {
+				out[reg] = s.Seq
+			}
+		}
+	}
+	return out
 }
 
 // VerifyChains checks each host's hash chain: sequence numbers 1…n with no
 // gap or repeat, and each manifest naming its predecessor. A deleted
 // manifest, a fork or a replayed one is an integrity failure.
-func VerifyChains(snaps []*Snapshot) error {
+func VerifyChains(snaps []*Snapshot) error { return verifyChains(snaps, nil) }
+
+// verifyChains is VerifyChains where answered names the regions whose
+// listings were read: a hole in a chain is no failure when the manifest
+// after it says that none of those regions held the missing ones (see
+// Manifest.PrevIn).
+func verifyChains(snaps []*Snapshot, answered map[string]bool) error {
 	byHost := map[string][]*Snapshot{}
 	for _, s := range snaps {
 		byHost[s.Host] = append(byHost[s.Host], s)
@@ -63,7 +108,7 @@ func VerifyChains(snaps []*Snapshot) error {
 	for _, h := range hosts {
 		links := make([]chainLink, len(byHost[h]))
 		for i, s := range byHost[h] {
-			links[i] = chainLink{id: s.ID, prev: s.Prev, seq: s.Seq}
+			links[i] = chainLink{id: s.ID, prev: s.Prev, seq: s.Seq, holeOK: holeBefore(s.PrevIn, answered)}
 		}
 		if at, reason := chainBreak(links, "snapshot"); reason != "" {
 			errs = append(errs, &IntegrityError{Object: "snapshot " + at, Reason: fmt.Sprintf("host %s: %s", h, reason)})
@@ -212,6 +257,24 @@ func (r *Repository) Body(ctx context.Context, s *Snapshot) (*ManifestBody, erro
 		return nil, &IntegrityError{Object: "snapshot " + s.ID, Reason: "malformed body"}
 	}
 	return &b, nil
+}
+
+// holeBefore says whether the elements from a to b before a chain element
+// may be missing from every region in answered: when no answered region
+// held any of them when the element was written (prevIn: Manifest.PrevIn).
+// Without prevIn nothing is known: no hole is.
+func holeBefore(prevIn map[string]uint64, answered map[string]bool) func(a, b uint64) bool {
+	if prevIn == nil || answered == nil {
+		return nil
+	}
+	return func(a, b uint64) bool {
+		for reg, held := range prevIn {
+			if answered[reg] && held >= a && held <= b {
+				return false
+			}
+		}
+		return true
+	}
 }
 
 // LoadContentStats fills in the content totals (Stats.Files, Dirs,

@@ -374,3 +374,49 @@ func TestContentStatsAreSealed(t *testing.T) {
 		}
 	}
 }
+
+// TestChainHoleWhereNeverWritten: a snapshot committed while region r2
+// was down is missing from r2 by design; r2 read alone still verifies,
+// since the next snapshot records that r2 never held it. Deleting it from
+// r1, which held it, is still a broken chain.
+func TestChainHoleWhereNeverWritten(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 2, crypt.KindX25519)
+	f := faulty.New(e.regions[1].Backend)
+	f.AddFault(faulty.OpPut, "", errors.New("region down"), -1)
+	degraded, err := Open(ctx, []*Region{e.regions[0], {Name: "r2", Backend: f}}, e.keysAll())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer degraded.Close()
+	w, err := degraded.NewWriter(ctx, WriterOptions{Quorum: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := commitTree(t, degraded, w, "a", saveAll(t, w, [][]byte{randomBlob(51, 9000)}), testTime)
+	if strings.Join(first.Regions, ",") != "r1" {
+		t.Fatalf("first snapshot committed to %v", first.Regions)
+	}
+	r := e.open(e.keysAll())
+	w = newWriter(t, r)
+	second := commitTree(t, r, w, "b", saveAll(t, w, [][]byte{randomBlob(52, 9000)}), testTime.Add(time.Hour))
+	if second.PrevIn["r1"] != 1 || second.PrevIn["r2"] != 0 {
+		t.Fatalf("second snapshot's PrevIn %v", second.PrevIn)
+	}
+
+	alone, err := Open(ctx, e.regions[1:], e.keysAll())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alone.Close()
+	if snaps, err := alone.Snapshots(ctx); err != nil || len(snaps) != 1 {
+		t.Fatalf("region r2 alone: %d snapshots, %v", len(snaps), err)
+	}
+	if _, err := e.open(e.keysAll()).Snapshots(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.mems[0].Delete(ctx, snapshotName(first.ID))
+	if _, err := e.open(e.keysAll()).Snapshots(ctx); err == nil || !strings.Contains(err.Error(), "chain is broken") {
+		t.Fatalf("the first snapshot deleted from r1, which held it: %v", err)
+	}
+}

@@ -479,6 +479,7 @@ func (w *Writer) Commit(ctx context.Context, m *Manifest, body *ManifestBody, he
 	m.Prev = headID
 	m.Stats.AddedBytes = w.AddedBytes()
 	m.Stats.NewBlobs = w.NewBlobs()
+	m.PrevIn = w.r.prevIn(host.Host, headSeq)
 	// The manifest names the regions it is committed to: a region it names
 	// that lacks it later hid or lost it (integrity failure); a region it
 	// does not name merely lags. When a region fails the manifest write,
