@@ -25,6 +25,7 @@ early end of input, though: to load a stream into a database use
 			return runDump(cmd.Context(), g, args[0], args[1])
 		},
 	}
+	cmd.ValidArgsFunction = completeSnapshot(g)
 	return cmd
 }
 

@@ -28,6 +28,7 @@ func newLsCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&long, "long", "l", false, "show type, mode, size and time")
+	cmd.ValidArgsFunction = completeSnapshot(g)
 	return cmd
 }
 

@@ -25,6 +25,7 @@ func newSnapshotsCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&host, "host", "", "only snapshots of this host")
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "only snapshots with this tag (repeatable: all must match)")
 	cmd.Flags().StringVar(&set, "set", "", "only snapshots of this backup set")
+	cmd.RegisterFlagCompletionFunc("set", completeSets(g))
 	return cmd
 }
 
