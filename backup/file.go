@@ -153,29 +153,36 @@ func (s *fileSaves) wait() error {
 // chunkSaver stores chunks on other goroutines, so that compressing the
 // chunks of one large file or stream uses every core while the reader goes
 // on. slots bounds the chunks in flight, and so the memory: slots × chunk
-// Max, in copies reused through bufs.
+// Max, in copies reused through bufs (a free list of slots buffers: a
+// sync.Pool would drop them at every GC, and the memory limit makes GCs
+// frequent).
 type chunkSaver struct {
 	ctx   context.Context
 	w     *repo.Writer
 	slots chan struct{}
-	bufs  sync.Pool // of *[]byte
+	bufs  chan *[]byte
 }
 
 func newChunkSaver(ctx context.Context, w *repo.Writer) *chunkSaver {
 	c := &chunkSaver{ctx: ctx, w: w, slots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
-	c.bufs.New = func() any { return new([]byte) }
+	c.bufs = make(chan *[]byte, cap(c.slots))
 	return c
 }
 
 // save stores a copy of data as blob id; s.wait reports the first error.
 func (c *chunkSaver) save(s *fileSaves, id crypt.ID, data []byte) {
-	buf := c.bufs.Get().(*[]byte)
-	*buf = append((*buf)[:0], data...)
 	c.slots <- struct{}{}
+	var buf *[]byte
+	select {
+	case buf = <-c.bufs:
+	default:
+		buf = new([]byte)
+	}
+	*buf = append((*buf)[:0], data...)
 	s.wg.Add(1)
 	go func() {
 		defer func() {
-			c.bufs.Put(buf)
+			c.bufs <- buf // never blocks: one buffer per slot
 			<-c.slots
 			s.wg.Done()
 		}()

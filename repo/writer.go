@@ -61,7 +61,7 @@ type Writer struct {
 	done    []indexPack // uploaded, not yet in an index file
 	written []writtenObject
 
-	scratch    sync.Pool // of *encodeScratch
+	scratch    chan *encodeScratch // free list; a sync.Pool would drop them at every GC
 	regions    *regionSet
 	addedBytes atomic.Uint64
 	newBlobs   atomic.Uint64
@@ -135,7 +135,7 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 		}
 	}
 	w.curReady = sync.NewCond(&w.mu)
-	w.scratch.New = func() any { return new(encodeScratch) }
+	w.scratch = make(chan *encodeScratch, 4*runtime.GOMAXPROCS(0))
 	full := r.cfg.PackSize + r.cfg.Chunker.Max + 64<<10
 	full += full/(64<<10)*16 + 16<<10 // age: a tag per 64 KiB chunk, the header
 	for range opts.Uploaders + 1 {
@@ -229,8 +229,18 @@ func (w *Writer) SaveBlobID(ctx context.Context, t BlobType, id crypt.ID, data [
 	w.pending[id] = struct{}{}
 	w.mu.Unlock()
 
-	scratch := w.scratch.Get().(*encodeScratch)
-	defer w.scratch.Put(scratch)
+	var scratch *encodeScratch
+	select {
+	case scratch = <-w.scratch:
+	default:
+		scratch = new(encodeScratch)
+	}
+	defer func() {
+		select {
+		case w.scratch <- scratch:
+		default:
+		}
+	}()
 	stored, flags, err := w.encode(id, data, scratch)
 	if err != nil {
 		w.mu.Lock()
