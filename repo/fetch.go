@@ -21,7 +21,9 @@ const (
 // loaders reading different parts of one pack fetch in parallel, and a
 // loader that needs a window being fetched waits for that fetch instead of
 // starting another. A read in the second half of a window starts fetching
-// the next one (read-ahead: restores read packs front to back). Windows
+// the next one (read-ahead: restores read packs front to back). Growing
+// the read-ahead to 8 MiB for sequential reads made a 1 GiB restore from
+// MinIO 15% faster here but its peak RSS 110 MiB instead of 73. Windows
 // are immutable once fetched and never reused, so a reader copies out of
 // one without the lock (their buffers are reused once no reader holds
 // them, see recycleLocked). drop forgets them (see packCache.trimWindowsLocked),

@@ -43,6 +43,10 @@ type packCache struct {
 	lru      *list.List         // of *cacheEntry, front = most recent
 	fileKeys map[packKey][]byte // per region: a damaged copy may carry another key
 	max      int
+	// opening holds the packs being opened: a second reader of one waits
+	// for the first instead of opening it again (an open costs a remote
+	// region three round trips: stat, header, final chunk).
+	opening map[packKey]chan struct{}
 }
 
 type cacheEntry struct {
@@ -51,12 +55,25 @@ type cacheEntry struct {
 }
 
 func newPackCache(r *Repository) *packCache {
-	return &packCache{r: r, open: map[packKey]*list.Element{}, lru: list.New(), fileKeys: map[packKey][]byte{}, max: 32}
+	return &packCache{r: r, open: map[packKey]*list.Element{}, lru: list.New(), fileKeys: map[packKey][]byte{}, max: 32, opening: map[packKey]chan struct{}{}}
 }
 
 func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openPack, error) {
 	k := packKey{reg.Name, pack}
 	c.mu.Lock()
+	for {
+		wait, ok := c.opening[k]
+		if !ok {
+			break
+		}
+		c.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		c.mu.Lock()
+	}
 	if el, ok := c.open[k]; ok {
 		if c.lru.Front() != el {
 			c.lru.MoveToFront(el)
@@ -68,7 +85,15 @@ func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openP
 		return p, nil
 	}
 	fileKey := c.fileKeys[k]
+	done := make(chan struct{})
+	c.opening[k] = done
 	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.opening, k)
+		c.mu.Unlock()
+		close(done)
+	}()
 
 	obj, err := reg.Backend.Open(ctx, PackName(pack))
 	if err != nil {
