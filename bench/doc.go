@@ -7,7 +7,11 @@
 // BenchmarkBackup (1 and 3 regions), BenchmarkBackupNoChange (file cache of
 // the previous run) and BenchmarkRestore report MB/s of dataset bytes and
 // cpu-s/op, the process CPU time of the timed part, which moves far less
-// than wall time when other processes share the cores. BenchmarkStage
+// than wall time when other processes share the cores. BenchmarkBackup and
+// BenchmarkRestore also report peak-heap-MiB, the most heap the run held
+// at once (sampled every 5 ms); VAULTBAK_BENCH_HEAPPROFILE=FILE writes the
+// heap profile taken at that peak. docs/performance.md reads their CPU
+// profiles stage by stage. BenchmarkStage
 // measures each CPU stage alone on one goroutine; give it more iterations
 // (-bench Stage -benchtime 5x), as its first one pays for warming up.
 //
