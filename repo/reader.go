@@ -140,7 +140,7 @@ func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openP
 
 // windowedPacks is how many of the most recently used open packs keep
 // their read windows (see windowReader): the memory of reading is bounded
-// by windowedPacks × 2 windows, however many packs stay open.
+// by windowedPacks × maxWindows windows, however many packs stay open.
 const windowedPacks = 4
 
 func (c *packCache) trimWindowsLocked() {
