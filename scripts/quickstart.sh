@@ -42,7 +42,9 @@ echo "==> backup (host credential only: it can write, never read)"
 "${vb[@]}" backup "$sample" --tag quickstart
 echo "==> backup again: unchanged files are skipped"
 "${vb[@]}" backup "$sample" --tag quickstart
+echo "==> snapshots: the host sees no file counts or sizes; the recovery identity does"
 "${vb[@]}" snapshots
+"${vb[@]}" --identity "$work/recovery.key" snapshots
 echo "==> restore with the recovery identity, verified chunk by chunk and file by file"
 "${vb[@]}" --identity "$work/recovery.key" restore latest --target "$work/restored"
 echo "==> compare the restored tree with the source"
