@@ -16,17 +16,13 @@ import (
 //
 // The limit is pipelineBudget above the live heap after the repository is
 // open (its index is the part that grows with the repository), so a large
-// index never leaves the collector running without end. GOMEMLIMIT, when
-// set, replaces all of this (see the runtime package).
+// index never leaves the collector running without end. Commands that
+// open no repository (init, keygen, replicate, which copies objects
+// between regions) keep the runtime's defaults. GOMEMLIMIT, when set,
+// replaces all of this (see the runtime package).
 const pipelineBudget = 96 << 20
 
-func init() {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(pipelineBudget)
-	}
-}
-
-// fitMemoryLimit raises the memory limit to pipelineBudget above the live
+// fitMemoryLimit sets the memory limit to pipelineBudget above the live
 // heap; call it once the repository (and its index) is loaded.
 func fitMemoryLimit() {
 	if os.Getenv("GOMEMLIMIT") != "" {
