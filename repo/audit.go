@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"filippo.io/age"
@@ -200,21 +199,34 @@ func (r *Repository) verifyAuditSigner(e *AuditEntry) error {
 	return nil
 }
 
-// auditHeads returns each chain's newest position found in the regions'
-// listings, by chain tag.
-func (r *Repository) auditHeads(ctx context.Context) (map[string]AuditPos, error) {
-	names, err := r.listAll(ctx, auditPrefix)
+// auditChain returns the newest position of signer's chain among the
+// regions' listings (object names carry it), and for each region that
+// answered the newest position it holds (AuditRecord.PrevIn).
+func (r *Repository) auditChain(ctx context.Context, signer string) (AuditPos, map[string]uint64, error) {
+	names, perRegion, err := r.listPerRegion(ctx, auditPrefix)
 	if err != nil {
-		return nil, fmt.Errorf("repo: %w", err)
+		return AuditPos{}, nil, fmt.Errorf("repo: %w", err)
 	}
-	heads := map[string]AuditPos{}
+	var head AuditPos
+	prevIn := map[string]uint64{}
+	for reg := range perRegion {
+		prevIn[reg] = 0
+	}
 	for name := range names {
 		chain, seq, id, ok := parseAuditName(name)
-		if ok && seq > heads[chain].Seq {
-			heads[chain] = AuditPos{Seq: seq, ID: id}
+		if !ok || chain != AuditChain(signer) {
+			continue
+		}
+		if seq > head.Seq {
+			head = AuditPos{Seq: seq, ID: id}
+		}
+		for reg, have := range perRegion {
+			if have[name] && seq > prevIn[reg] {
+				prevIn[reg] = seq
+			}
 		}
 	}
-	return heads, nil
+	return head, prevIn, nil
 }
 
 // AuditSigner says who signs this repository handle's records: the
@@ -251,29 +263,11 @@ func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord, after Aud
 	default:
 		key = r.keys.Host.Signing
 	}
-	names, perRegion, err := r.listPerRegion(ctx, auditPrefix)
+	head, prevIn, err := r.auditChain(ctx, rec.Signer)
 	if err != nil {
-		return AuditPos{}, fmt.Errorf("repo: %w", err)
+		return AuditPos{}, err
 	}
-	var head AuditPos
-	rec.PrevIn = map[string]uint64{}
-	for reg := range perRegion {
-		rec.PrevIn[reg] = 0
-	}
-	for name := range names {
-		chain, seq, id, ok := parseAuditName(name)
-		if !ok || chain != AuditChain(rec.Signer) {
-			continue
-		}
-		if seq > head.Seq {
-			head = AuditPos{Seq: seq, ID: id}
-		}
-		for reg, have := range perRegion {
-			if have[name] && seq > rec.PrevIn[reg] {
-				rec.PrevIn[reg] = seq
-			}
-		}
-	}
+	rec.PrevIn = prevIn
 	if after.Seq > head.Seq {
 		// This machine wrote records no region lists any more: say that
 		// every region held them, so the hole shows wherever it is read.
@@ -307,7 +301,7 @@ func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord, after Aud
 			if err == nil {
 				ok = append(ok, targets[i])
 			} else {
-				errs = append(errs, err)
+				errs = append(errs, &RegionError{targets[i].Name, fmt.Errorf("write %s: %w", name, err)})
 			}
 		}
 		if len(errs) == 0 {
@@ -325,24 +319,6 @@ func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord, after Aud
 		targets = ok
 	}
 	return AuditPos{}, errors.New("repo: write audit record: no region answers")
-}
-
-// putEach writes one object to each region concurrently and returns each
-// region's error.
-func putEach(ctx context.Context, regions []*Region, name string, data []byte) []error {
-	errs := make([]error, len(regions))
-	var wg sync.WaitGroup
-	for i, reg := range regions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := reg.Backend.Put(ctx, name, data); err != nil {
-				errs[i] = &RegionError{reg.Name, fmt.Errorf("write %s: %w", name, err)}
-			}
-		}()
-	}
-	wg.Wait()
-	return errs
 }
 
 // operatorKey opens the current operator key, creating one (a config

@@ -60,7 +60,7 @@ func (r *Repository) RevokeHost(ctx context.Context, name string, now time.Time)
 		return err
 	}
 	head, _ := ChainHead(snaps, name)
-	auditHeads, err := r.auditHeads(ctx)
+	auditHead, _, err := r.auditChain(ctx, HostSigner(name))
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func (r *Repository) RevokeHost(ctx context.Context, name string, now time.Time)
 		if cfg.Hosts[i].Name == name {
 			cfg.Hosts[i].Revoked = &t
 			cfg.Hosts[i].RevokedAfter = head
-			cfg.Hosts[i].AuditRevokedAfter = auditHeads[AuditChain(HostSigner(name))].Seq
+			cfg.Hosts[i].AuditRevokedAfter = auditHead.Seq
 		}
 	}
 	secrets := *r.secrets

@@ -56,7 +56,7 @@ type Index struct {
 	packSizes []int64
 	packNum   map[crypt.ID]uint32
 	// packRegions are the regions known to hold each pack, as a bit mask
-	// over the repository's regions (see Repository.regionMask): a blob is
+	// over the repository's regions (bit i: Repository.regions[i]): a blob is
 	// reused by a backup only when its pack is in every region the backup
 	// writes to, and of two locations of one blob the one in more regions
 	// is kept.

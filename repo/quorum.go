@@ -22,10 +22,26 @@ type regionSet struct {
 	mu     sync.Mutex
 	alive  []*Region
 	failed map[string]error
+	all    []*Region // as given: bit i of mask is all[i]
+	mask   uint64
 }
 
+// newRegionSet starts with all of regions, the repository's regions in
+// their order, so that mask uses the bits of the index's region masks.
 func newRegionSet(regions []*Region, quorum int) *regionSet {
-	return &regionSet{quorum: quorum, alive: append([]*Region(nil), regions...), failed: map[string]error{}}
+	s := &regionSet{quorum: quorum, alive: append([]*Region(nil), regions...), failed: map[string]error{}, all: regions}
+	for i := range min(len(regions), 64) {
+		s.mask |= 1 << i
+	}
+	return s
+}
+
+// liveMask returns the bit mask of the live regions (a region past the
+// 64th has no bit).
+func (s *regionSet) liveMask() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mask
 }
 
 // DefaultQuorum is all regions but one, and at least one.
@@ -45,7 +61,12 @@ func (s *regionSet) drop(reg *Region, err error) {
 		if r == reg {
 			s.alive = append(s.alive[:i], s.alive[i+1:]...)
 			s.failed[reg.Name] = err
-			return
+			break
+		}
+	}
+	for i, r := range s.all {
+		if r == reg && i < 64 {
+			s.mask &^= 1 << i
 		}
 	}
 }
@@ -90,16 +111,7 @@ func (s *regionSet) lagging() map[string]error {
 // are returned as they are and drop nothing.
 func (s *regionSet) put(ctx context.Context, name string, data []byte) error {
 	regions := s.live()
-	errs := make([]error, len(regions))
-	var wg sync.WaitGroup
-	for i, reg := range regions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = reg.Backend.Put(ctx, name, data)
-		}()
-	}
-	wg.Wait()
+	errs := putEach(ctx, regions, name, data)
 	if err := ctx.Err(); err != nil {
 		return err
 	}

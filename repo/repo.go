@@ -155,19 +155,29 @@ func Init(ctx context.Context, regions []*Region, opts InitOptions) (*Repository
 
 // putAll writes one object to every region concurrently.
 func putAll(ctx context.Context, regions []*Region, name string, data []byte) error {
+	var errs []error
+	for i, err := range putEach(ctx, regions, name, data) {
+		if err != nil {
+			errs = append(errs, &RegionError{regions[i].Name, fmt.Errorf("write %s: %w", name, err)})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// putEach writes one object to each region concurrently and returns each
+// region's error, nil where the write succeeded.
+func putEach(ctx context.Context, regions []*Region, name string, data []byte) []error {
 	errs := make([]error, len(regions))
 	var wg sync.WaitGroup
 	for i, reg := range regions {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := reg.Backend.Put(ctx, name, data); err != nil {
-				errs[i] = &RegionError{reg.Name, fmt.Errorf("write %s: %w", name, err)}
-			}
+			errs[i] = reg.Backend.Put(ctx, name, data)
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errs
 }
 
 // Open opens the repository held by regions with the given keys and loads
@@ -453,20 +463,6 @@ func sortedKeys(m map[string]int64) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// regionMask returns the bit mask of regions (bit i: r.regions[i]; a
-// region past the 64th has no bit and is never required).
-func (r *Repository) regionMask(regions []*Region) uint64 {
-	var m uint64
-	for _, reg := range regions {
-		for i, have := range r.regions {
-			if have == reg && i < 64 {
-				m |= 1 << i
-			}
-		}
-	}
-	return m
 }
 
 // loadIndex reads every index file of every region into memory. An index

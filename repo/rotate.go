@@ -85,7 +85,7 @@ func (r *Repository) SetRecovery(ctx context.Context, recovery []string, progres
 	cfg.Recovery = slices.Clone(recovery)
 	// A removed identity may have kept the operator key: retire it at the
 	// chain's current position and continue with a new one.
-	heads, err := r.auditHeads(ctx)
+	operatorHead, _, err := r.auditChain(ctx, OperatorSigner)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func (r *Repository) SetRecovery(ctx context.Context, recovery []string, progres
 	for i := range cfg.Operators {
 		if cfg.Operators[i].Retired == nil {
 			cfg.Operators[i].Retired = &now
-			cfg.Operators[i].RetiredAfter = heads[AuditChain(OperatorSigner)].Seq
+			cfg.Operators[i].RetiredAfter = operatorHead.Seq
 			cfg.Operators[i].Seed = nil // sealed to the old recipients
 		}
 	}

@@ -191,7 +191,7 @@ func (w *Writer) Secrets() *Secrets { return w.r.secrets }
 // that lagged, or by a backup set pinned to other regions) is stored again,
 // so that each region a manifest names holds everything it references.
 func (w *Writer) reuseMask() uint64 {
-	return w.r.regionMask(w.regions.live())
+	return w.regions.liveMask()
 }
 
 // Known reports whether blob id is already stored in every region this
