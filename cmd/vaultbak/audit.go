@@ -145,17 +145,8 @@ func auditHighWaterFile(base, repoID, signer string) string {
 
 func readAuditHighWater(path string) (auditHighWater, error) {
 	var hw auditHighWater
-	data, err := os.ReadFile(path)
-	if isNotExist(err) {
-		return hw, nil
-	}
-	if err != nil {
-		return hw, err
-	}
-	if err := json.Unmarshal(data, &hw); err != nil {
-		return hw, fmt.Errorf("%s: %w", path, err)
-	}
-	return hw, nil
+	_, err := readStateFile(path, &hw)
+	return hw, err
 }
 
 // recordAudit appends the record of the command that just ran, when it is

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -235,16 +234,12 @@ func readDrillReport(g *globals, path string) *drill.Report {
 	if path == "" {
 		return nil
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		if !isNotExist(err) {
-			g.out.warn(path, fmt.Errorf("previous drill report not read: %w", err))
-		}
-		return nil
-	}
 	var rep drill.Report
-	if err := json.Unmarshal(data, &rep); err != nil {
-		g.out.warn(path, fmt.Errorf("previous drill report not read: %w", err))
+	found, err := readStateFile(path, &rep)
+	if err != nil {
+		g.out.warn("drill", fmt.Errorf("previous report not read (only the comparison is lost): %w", err))
+	}
+	if !found || err != nil {
 		return nil
 	}
 	return &rep

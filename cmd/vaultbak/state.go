@@ -24,19 +24,26 @@ type highWater struct {
 	ID  string `json:"id"`
 }
 
-func readHighWater(dir string) (highWater, error) {
-	var hw highWater
-	data, err := os.ReadFile(filepath.Join(dir, "high-water.json"))
+// readStateFile reads the JSON state file at path into v. It reports
+// whether the file exists; a missing one is no error and leaves v as it is.
+func readStateFile(path string, v any) (bool, error) {
+	data, err := os.ReadFile(path)
 	if isNotExist(err) {
-		return hw, nil
+		return false, nil
 	}
 	if err != nil {
-		return hw, err
+		return false, err
 	}
-	if err := json.Unmarshal(data, &hw); err != nil {
-		return hw, fmt.Errorf("%s: %w", filepath.Join(dir, "high-water.json"), err)
+	if err := json.Unmarshal(data, v); err != nil {
+		return true, fmt.Errorf("%s: %w", path, err)
 	}
-	return hw, nil
+	return true, nil
+}
+
+func readHighWater(dir string) (highWater, error) {
+	var hw highWater
+	_, err := readStateFile(filepath.Join(dir, "high-water.json"), &hw)
+	return hw, err
 }
 
 func writeHighWater(dir string, hw highWater) error {
