@@ -164,15 +164,8 @@ func newRepoIn(t *testing.T, dir string, regionNames ...string) *repoEnv {
 	if len(regionNames) == 0 {
 		regionNames = []string{"one", "two"}
 	}
-	e := &repoEnv{
-		t:        t,
-		dir:      dir,
-		config:   filepath.Join(dir, "vaultbak.yaml"),
-		recovery: filepath.Join(dir, "recovery.key"),
-		hostKey:  filepath.Join(dir, "host.key"),
-		cache:    filepath.Join(dir, "cache"),
-		names:    regionNames,
-	}
+	e := repoEnvIn(t, dir)
+	e.names = regionNames
 	var cfg strings.Builder
 	cfg.WriteString("regions:\n")
 	for _, n := range regionNames {
@@ -189,6 +182,19 @@ func newRepoIn(t *testing.T, dir string, regionNames ...string) *repoEnv {
 	e.ok("init", "--recovery-recipient-file", e.recovery, "--host", "e2e-host")
 	requireMode(t, e.hostKey, 0o600)
 	return e
+}
+
+// repoEnvIn lays out a repository environment in dir: the config, the
+// keys and the cache; the caller adds the regions.
+func repoEnvIn(t *testing.T, dir string) *repoEnv {
+	return &repoEnv{
+		t:        t,
+		dir:      dir,
+		config:   filepath.Join(dir, "vaultbak.yaml"),
+		recovery: filepath.Join(dir, "recovery.key"),
+		hostKey:  filepath.Join(dir, "host.key"),
+		cache:    filepath.Join(dir, "cache"),
+	}
 }
 
 func requireMode(t *testing.T, p string, want fs.FileMode) {

@@ -175,16 +175,8 @@ func restoreTo(e *repoEnv, filter, command []string) []string {
 func newRepoChunkSize(t *testing.T, chunkSize string) *repoEnv {
 	t.Helper()
 	dir := t.TempDir()
-	e := &repoEnv{
-		t:        t,
-		dir:      dir,
-		config:   filepath.Join(dir, "vaultbak.yaml"),
-		recovery: filepath.Join(dir, "recovery.key"),
-		hostKey:  filepath.Join(dir, "host.key"),
-		cache:    filepath.Join(dir, "cache"),
-		regions:  []string{filepath.Join(dir, "region-one")},
-		names:    []string{"one"},
-	}
+	e := repoEnvIn(t, dir)
+	e.regions, e.names = []string{filepath.Join(dir, "region-one")}, []string{"one"}
 	writeFile(t, e.config, []byte("regions:\n  - name: one\n    url: ./region-one\n"), 0o644)
 	e.ok("keygen", "--out", e.recovery)
 	e.ok("init", "--recovery-recipient-file", e.recovery, "--host", "e2e-host", "--chunk-size", chunkSize)

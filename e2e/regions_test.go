@@ -166,14 +166,7 @@ func writeS3Config(t *testing.T, path string, quorum int, regions ...*s3Region) 
 func newS3Repo(t *testing.T, quorum int, regions ...*s3Region) *repoEnv {
 	t.Helper()
 	dir := t.TempDir()
-	e := &repoEnv{
-		t:        t,
-		dir:      dir,
-		config:   filepath.Join(dir, "vaultbak.yaml"),
-		recovery: filepath.Join(dir, "recovery.key"),
-		hostKey:  filepath.Join(dir, "host.key"),
-		cache:    filepath.Join(dir, "cache"),
-	}
+	e := repoEnvIn(t, dir)
 	for _, r := range regions {
 		e.names = append(e.names, r.name)
 	}

@@ -42,9 +42,7 @@ func (s dirStore) listObjects(t *testing.T, prefix string) []string {
 	var out []string
 	for _, p := range objects(t, s.dir, strings.TrimSuffix(prefix, "/")) {
 		rel, _ := filepath.Rel(s.dir, p)
-		if !strings.Contains(filepath.Base(rel), ".tmp") {
-			out = append(out, filepath.ToSlash(rel))
-		}
+		out = append(out, filepath.ToSlash(rel))
 	}
 	sort.Strings(out)
 	return out
