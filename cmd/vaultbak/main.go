@@ -79,7 +79,10 @@ Exit codes: 0 success, 1 failure, 2 usage or configuration error,
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	stopProfile := startProfile()
+	code := run(os.Args[1:])
+	stopProfile()
+	os.Exit(code)
 }
 
 func run(args []string) int {
