@@ -100,9 +100,7 @@ func (s s3Store) get(t *testing.T, name string) []byte {
 
 func (s s3Store) put(t *testing.T, name string, data []byte) {
 	t.Helper()
-	if err := s.r.backend(t).Put(context.Background(), name, data); err != nil {
-		t.Fatal(err)
-	}
+	s.r.putRaw(t, name, data)
 }
 
 func (s s3Store) del(t *testing.T, name string) {
