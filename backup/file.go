@@ -99,6 +99,7 @@ func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.I
 		return nil, crypt.ID{}, stat{}, fmt.Errorf("replaced by another file while backing up")
 	}
 	h := b.w.Secrets().ContentKey().New()
+	defer b.w.Secrets().ContentKey().Release(h)
 	var content []crypt.ID
 	ch.Reset(f)
 	var size int64

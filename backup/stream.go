@@ -38,6 +38,7 @@ func Stream(ctx context.Context, r *repo.Repository, name string, src io.Reader,
 	}
 	ch.Reset(src)
 	h := w.Secrets().ContentKey().New()
+	defer w.Secrets().ContentKey().Release(h)
 	var content []crypt.ID
 	var size uint64
 	// Chunks are compressed and packed on other goroutines while this one

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"sync"
 
 	"github.com/zeebo/blake3"
 )
@@ -69,22 +70,50 @@ func NewKey() Key {
 	return k
 }
 
+// hashers holds, per key, a pool of keyed BLAKE3 states (*blake3.Hasher),
+// reset to the key's initial state. A state is about 7 KiB, and a backup
+// hashes every chunk and every file: allocating one per hash made most of
+// a backup's garbage.
+var hashers sync.Map // Key → *sync.Pool
+
+func (k *Key) pool() *sync.Pool {
+	if p, ok := hashers.Load(*k); ok {
+		return p.(*sync.Pool)
+	}
+	key := *k
+	p, _ := hashers.LoadOrStore(key, &sync.Pool{New: func() any {
+		h, err := blake3.NewKeyed(key[:])
+		if err != nil {
+			panic("crypt: blake3 key: " + err.Error()) // only on a wrong key size, which Key rules out
+		}
+		return h
+	}})
+	return p.(*sync.Pool)
+}
+
 // Sum returns the keyed BLAKE3 hash of data.
 func (k *Key) Sum(data []byte) ID {
 	h := k.New()
 	h.Write(data)
 	var id ID
 	h.Sum(id[:0])
+	k.Release(h)
 	return id
 }
 
-// New returns a streaming keyed BLAKE3 hash; its Sum fills an ID.
+// New returns a streaming keyed BLAKE3 hash; its Sum fills an ID. Release
+// gives it back for reuse once its sum is taken.
 func (k *Key) New() hash.Hash {
-	h, err := blake3.NewKeyed(k[:])
-	if err != nil {
-		panic("crypt: blake3 key: " + err.Error()) // only on a wrong key size, which Key rules out
+	return k.pool().Get().(*blake3.Hasher)
+}
+
+// Release returns h, which k.New returned, for reuse; h must not be used
+// after.
+func (k *Key) Release(h hash.Hash) {
+	if bh, ok := h.(*blake3.Hasher); ok {
+		bh.Reset()
+		k.pool().Put(bh)
 	}
-	return h
 }
 
 // Derive returns a subkey of k for the named purpose, so that one repository
