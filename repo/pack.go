@@ -116,9 +116,14 @@ func packTrailer(entries []BlobEntry) []byte {
 // and only its sealed bytes are (in buf, owned by the sealingPack until
 // finish hands them over). The sealed object is the one crypt.Seal makes
 // of the same plaintext: an age file to the recipients.
+//
+// With stage set, the sealed bytes go to the regions' staged objects
+// instead (see stagedPack), and buf, which then stays empty, only bounds
+// how many packs are in flight.
 type sealingPack struct {
 	buf     *packBuf
-	enc     io.WriteCloser // age writer into buf
+	stage   *stagedPack
+	enc     io.WriteCloser // age writer into buf or stage
 	plain   int            // plaintext bytes written so far
 	entries []BlobEntry
 }
@@ -145,14 +150,19 @@ func (b *packBuf) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// newSealingPack starts a pack sealed to recipients in buf (emptied).
-func newSealingPack(buf *packBuf, recipients []age.Recipient) (*sealingPack, error) {
+// newSealingPack starts a pack sealed to recipients in buf (emptied), or
+// in stage when it is not nil.
+func newSealingPack(buf *packBuf, stage *stagedPack, recipients []age.Recipient) (*sealingPack, error) {
 	buf.b = buf.b[:0]
-	enc, err := age.Encrypt(buf, recipients...)
+	var dst io.Writer = buf
+	if stage != nil {
+		dst = stage
+	}
+	enc, err := age.Encrypt(dst, recipients...)
 	if err != nil {
 		return nil, fmt.Errorf("repo: seal pack: %w", err)
 	}
-	return &sealingPack{buf: buf, enc: enc}, nil
+	return &sealingPack{buf: buf, stage: stage, enc: enc}, nil
 }
 
 func (p *sealingPack) add(id crypt.ID, t BlobType, flags uint8, stored []byte, rawLen int) error {
@@ -164,11 +174,18 @@ func (p *sealingPack) add(id crypt.ID, t BlobType, flags uint8, stored []byte, r
 	return nil
 }
 
+// abort discards a staged pack's objects; a pack in a buffer needs nothing.
+func (p *sealingPack) abort() {
+	if p.stage != nil {
+		p.stage.abort()
+	}
+}
+
 // size returns the plaintext bytes of the blobs so far.
 func (p *sealingPack) size() int { return p.plain }
 
 // finish writes the trailer, closes the seal and returns the sealed pack
-// (backed by p.buf: valid until the buffer is reused).
+// (backed by p.buf: valid until the buffer is reused; empty when staged).
 func (p *sealingPack) finish() ([]byte, error) {
 	if _, err := p.enc.Write(packTrailer(p.entries)); err != nil {
 		return nil, fmt.Errorf("repo: seal pack: %w", err)

@@ -63,6 +63,7 @@ type Writer struct {
 
 	scratch    chan *encodeScratch // free list; a sync.Pool would drop them at every GC
 	regions    *regionSet
+	staged     bool // packs stream to the regions as they fill (see stagedPack)
 	addedBytes atomic.Uint64
 	newBlobs   atomic.Uint64
 	indexRecip []age.Recipient
@@ -95,7 +96,7 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 		return nil, errors.New("repo: writer needs the repository secrets")
 	}
 	if opts.Uploaders <= 0 {
-		opts.Uploaders = 1
+		opts.Uploaders = writerUploaders
 	}
 	if opts.Level == 0 {
 		opts.Level = zstd.SpeedFastest
@@ -136,12 +137,16 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	}
 	w.curReady = sync.NewCond(&w.mu)
 	w.scratch = make(chan *encodeScratch, 4*runtime.GOMAXPROCS(0))
-	full := r.cfg.PackSize + r.cfg.Chunker.Max + 64<<10
-	full += full/(64<<10)*16 + 16<<10 // age: a tag per 64 KiB chunk, the header
+	// When every region can stage objects (local directories), packs are
+	// written to them as they are sealed and no pack is held in memory;
+	// otherwise each pack is sealed into a buffer and put to every region
+	// once full. A pack holds at most PackSize bytes of blobs (see
+	// SaveBlobID), plus its trailer and age's overhead.
+	w.staged = stagers(w.regions.live()) != nil
 	for range opts.Uploaders + 1 {
-		w.bufs <- &packBuf{full: full}
+		w.bufs <- &packBuf{full: packBufSize(r.cfg.PackSize)}
 	}
-	if w.cur, err = newSealingPack(<-w.bufs, r.recovery); err != nil {
+	if w.cur, err = w.newPack(ctx, <-w.bufs); err != nil {
 		cancel(nil)
 		return nil, err
 	}
@@ -151,6 +156,38 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	return w, nil
 }
 
+// newPack starts a pack in buf, staged in the live regions when the writer
+// stages its packs.
+func (w *Writer) newPack(ctx context.Context, buf *packBuf) (*sealingPack, error) {
+	var sp *stagedPack
+	if w.staged {
+		var err error
+		if sp, err = w.regions.stagePack(ctx); err != nil {
+			w.bufs <- buf
+			return nil, fmt.Errorf("repo: %w", err)
+		}
+	}
+	p, err := newSealingPack(buf, sp, w.r.recovery)
+	if err != nil {
+		if sp != nil {
+			sp.abort()
+		}
+		w.bufs <- buf
+		return nil, err
+	}
+	return p, nil
+}
+
+// writerUploaders is how many packs a writer uploads at once by default.
+const writerUploaders = 1
+
+// packBufSize is what a pack buffer grows to: a pack's blobs (at most
+// packSize bytes), room for a typical trailer, and age's overhead.
+func packBufSize(packSize int) int {
+	full := packSize + 64<<10
+	return full + full/(64<<10)*16 + 16<<10 // age: a tag per 64 KiB chunk, the header
+}
+
 // nextPack starts a new current pack in a free buffer once an uploader
 // returns one, and wakes the callers waiting for it.
 func (w *Writer) nextPack(ctx context.Context) error {
@@ -158,7 +195,7 @@ func (w *Writer) nextPack(ctx context.Context) error {
 	var p *sealingPack
 	select {
 	case buf := <-w.bufs:
-		p, err = newSealingPack(buf, w.r.recovery)
+		p, err = w.newPack(ctx, buf)
 	case <-w.gctx.Done():
 		err = w.err()
 	case <-ctx.Done():
@@ -249,32 +286,40 @@ func (w *Writer) SaveBlobID(ctx context.Context, t BlobType, id crypt.ID, data [
 		return err
 	}
 
-	w.mu.Lock()
-	if err := w.current(); err != nil {
+	for {
+		w.mu.Lock()
+		if err := w.current(); err != nil {
+			w.mu.Unlock()
+			return err
+		}
+		if w.flushed {
+			w.mu.Unlock()
+			return errors.New("repo: blob saved after the writer was flushed")
+		}
+		// A blob that would take the pack past PackSize goes into the
+		// next one, so that a pack's buffer never grows past its size.
+		if w.cur.size() == 0 || w.cur.size()+len(stored) <= w.r.cfg.PackSize {
+			break
+		}
+		full := w.cur
+		w.cur = nil
 		w.mu.Unlock()
-		return err
-	}
-	if w.flushed {
-		w.mu.Unlock()
-		return errors.New("repo: blob saved after the writer was flushed")
-	}
-	if err := w.cur.add(id, t, flags, stored, len(data)); err != nil {
-		w.mu.Unlock()
-		return err
-	}
-	var full *sealingPack
-	if w.cur.size() >= w.r.cfg.PackSize {
-		full, w.cur = w.cur, nil
-	}
-	w.mu.Unlock()
-	w.newBlobs.Add(1)
-	if full != nil {
 		err := w.send(ctx, full)
+		if err != nil {
+			full.abort()
+		}
 		if nerr := w.nextPack(ctx); err == nil {
 			err = nerr
 		}
+		if err != nil {
+			return err
+		}
+	}
+	defer w.mu.Unlock()
+	if err := w.cur.add(id, t, flags, stored, len(data)); err != nil {
 		return err
 	}
+	w.newBlobs.Add(1)
 	return nil
 }
 
@@ -348,19 +393,27 @@ func (w *Writer) uploader() error {
 func (w *Writer) upload(ctx context.Context, p *sealingPack) error {
 	sealed, err := p.finish()
 	if err != nil {
+		p.abort()
+		w.bufs <- p.buf
 		return err
 	}
-	hash := objectHash(sealed)
-	name := PackName(hash)
-	err = w.regions.put(ctx, name, sealed)
+	var hash crypt.ID
+	var size int64
+	if p.stage != nil {
+		hash, size = p.stage.sum(), p.stage.n
+		err = w.regions.commit(ctx, PackName(hash), p.stage)
+	} else {
+		hash, size = objectHash(sealed), int64(len(sealed))
+		err = w.regions.put(ctx, PackName(hash), sealed)
+	}
 	w.bufs <- p.buf // put retains nothing; never blocks: the channel holds every buffer
 	if err != nil {
 		return fmt.Errorf("repo: upload pack: %w", err)
 	}
-	w.addedBytes.Add(uint64(len(sealed)))
+	w.addedBytes.Add(uint64(size))
 	w.doneMu.Lock()
-	w.written = append(w.written, writtenObject{name, int64(len(sealed))})
-	w.done = append(w.done, indexPack{Hash: hash, Size: int64(len(sealed)), Entries: p.entries})
+	w.written = append(w.written, writtenObject{PackName(hash), size})
+	w.done = append(w.done, indexPack{Hash: hash, Size: size, Entries: p.entries})
 	var flush []indexPack
 	if len(w.done) >= indexFlushPacks {
 		flush, w.done = w.done, nil
@@ -427,8 +480,11 @@ func (w *Writer) Flush(ctx context.Context) error {
 func (w *Writer) flush(ctx context.Context, last *sealingPack) error {
 	if len(last.entries) > 0 {
 		if err := w.send(ctx, last); err != nil {
+			last.abort()
 			return err
 		}
+	} else {
+		last.abort()
 	}
 	close(w.packs)
 	if err := w.g.Wait(); err != nil {
@@ -448,6 +504,11 @@ func (w *Writer) flush(ctx context.Context, last *sealingPack) error {
 func (w *Writer) Abort() {
 	w.cancel(errors.New("repo: writer aborted"))
 	w.g.Wait()
+	w.mu.Lock()
+	if w.cur != nil && !w.flushed {
+		w.cur.abort()
+	}
+	w.mu.Unlock()
 }
 
 // AddedBytes returns the stored bytes of the packs uploaded so far.

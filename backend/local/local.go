@@ -65,6 +65,73 @@ func (l *Local) Put(ctx context.Context, name string, data []byte) error {
 	return nil
 }
 
+var _ backend.Stager = (*Local)(nil)
+
+// CanStage is true: a Local stages objects in temporary files.
+func (l *Local) CanStage() bool { return true }
+
+// Stage starts an object in a temporary file in the region's directory;
+// Commit fsyncs it and renames it into place as Put does.
+func (l *Local) Stage(ctx context.Context) (backend.Staged, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("local: stage: %w", err)
+	}
+	f, err := os.CreateTemp(l.dir, tmpPrefix+"*") // mode 0600
+	if err != nil {
+		return nil, fmt.Errorf("local: stage: %w", err)
+	}
+	return &staged{l: l, f: f}, nil
+}
+
+type staged struct {
+	l    *Local
+	f    *os.File
+	done bool // committed or aborted
+}
+
+func (s *staged) Write(p []byte) (int, error) {
+	n, err := s.f.Write(p)
+	if err != nil {
+		return n, fmt.Errorf("local: write: %w", err)
+	}
+	return n, nil
+}
+
+func (s *staged) Commit(ctx context.Context, name string) error {
+	if err := check(ctx, name); err != nil {
+		return fmt.Errorf("local: put: %w", err)
+	}
+	if base := name[strings.LastIndexByte(name, '/')+1:]; strings.HasPrefix(base, tmpPrefix) {
+		return fmt.Errorf("local: put %s: names starting with %q are reserved", name, tmpPrefix)
+	}
+	dir, err := s.l.mkdirs(name)
+	if err == nil {
+		err = s.f.Sync()
+	}
+	if err == nil {
+		err = s.f.Close()
+	}
+	if err == nil {
+		err = os.Rename(s.f.Name(), s.l.path(name))
+	}
+	if err != nil {
+		return fmt.Errorf("local: put %s: %w", name, err)
+	}
+	s.done = true
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("local: put %s: %w", name, err)
+	}
+	return nil
+}
+
+func (s *staged) Abort() {
+	if !s.done {
+		s.done = true
+		s.f.Close()
+		os.Remove(s.f.Name())
+	}
+}
+
 // mkdirs creates the missing parent directories of name, one level at a
 // time, and fsyncs the parent of each directory it creates so that the new
 // entry is as durable as the file that will be put in it. It returns the

@@ -135,3 +135,63 @@ func TestLocationIsAbsolute(t *testing.T) {
 		t.Errorf("Location() = %q, want an absolute path", l.Location())
 	}
 }
+
+// A staged object is invisible until Commit, lands under its name with
+// Put's mode, and leaves nothing behind when aborted.
+func TestStage(t *testing.T) {
+	dir := t.TempDir()
+	l := newLocal(t, dir)
+	listed := func() []string {
+		var names []string
+		l.List(t.Context(), "", func(info backend.Info) error {
+			names = append(names, info.Name)
+			return nil
+		})
+		return names
+	}
+	s, err := l.Stage(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range []string{"sealed ", "pack ", "bytes"} {
+		if _, err := s.Write([]byte(part)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if names := listed(); len(names) != 0 {
+		t.Errorf("List before Commit = %q, want nothing", names)
+	}
+	if err := s.Commit(t.Context(), "data/cd/cd34"); err != nil {
+		t.Fatal(err)
+	}
+	s.Abort() // after Commit: nothing
+	got, err := os.ReadFile(filepath.Join(dir, "data", "cd", "cd34"))
+	if err != nil || string(got) != "sealed pack bytes" {
+		t.Fatalf("committed object = %q, %v", got, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "data", "cd", "cd34")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("committed object mode: %v, %v", fi.Mode(), err)
+	}
+
+	s, err = l.Stage(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte("torn"))
+	if err := s.Commit(t.Context(), "data/cd/.tmp-9"); err == nil {
+		t.Error("Commit under a temporary file's name succeeded")
+	}
+	s.Abort()
+	if err := s.Commit(t.Context(), "../escape"); err == nil {
+		t.Error("Commit under an invalid name succeeded")
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			t.Errorf("aborted stage left %s", e.Name())
+		}
+	}
+	if names := listed(); len(names) != 1 || names[0] != "data/cd/cd34" {
+		t.Errorf("List = %q, want [data/cd/cd34]", names)
+	}
+}

@@ -124,7 +124,11 @@ func (g *globals) openConfig(ctx context.Context, cfg *fileConfig, need keyNeeds
 	if err != nil {
 		return nil, err
 	}
-	fitMemoryLimit()
+	budget := int64(readBudget)
+	if need == needHost {
+		budget = backupBudget + r.PackBufferBytes()
+	}
+	fitMemoryLimit(budget)
 	s := &session{cfg: cfg, repo: r}
 	g.sessions = append(g.sessions, s)
 	g.auditSession = s

@@ -28,5 +28,11 @@ func startProfile() func() {
 	return func() {
 		pprof.StopCPUProfile()
 		f.Close()
+		if mp := os.Getenv("VAULTBAK_MEMPROFILE"); mp != "" {
+			if f, err := os.Create(mp); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}
 	}
 }

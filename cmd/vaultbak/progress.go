@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -411,6 +412,47 @@ type uploadMeter struct {
 	backend.Backend
 	bytes  atomic.Int64
 	failed atomic.Bool
+}
+
+// CanStage and Stage pass staging through (see backend.Stager), counting
+// the bytes of a staged object once it is committed.
+func (u *uploadMeter) CanStage() bool {
+	st, ok := u.Backend.(backend.Stager)
+	return ok && st.CanStage()
+}
+
+func (u *uploadMeter) Stage(ctx context.Context) (backend.Staged, error) {
+	st, ok := u.Backend.(backend.Stager)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	o, err := st.Stage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &meteredStage{Staged: o, u: u}, nil
+}
+
+type meteredStage struct {
+	backend.Staged
+	u *uploadMeter
+	n int64
+}
+
+func (m *meteredStage) Write(p []byte) (int, error) {
+	n, err := m.Staged.Write(p)
+	m.n += int64(n)
+	return n, err
+}
+
+func (m *meteredStage) Commit(ctx context.Context, name string) error {
+	err := m.Staged.Commit(ctx, name)
+	if err == nil {
+		m.u.bytes.Add(m.n)
+	} else if ctx.Err() == nil {
+		m.u.failed.Store(true)
+	}
+	return err
 }
 
 func (u *uploadMeter) Put(ctx context.Context, name string, data []byte) error {
