@@ -101,7 +101,10 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	if opts.Level == 0 {
 		opts.Level = zstd.SpeedFastest
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opts.Level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithLowerEncoderMem(true))
+	// No frame checksum: every blob is checked against its keyed ID when it
+	// is read, and against its input when it is written (see encode), so
+	// xxhash over it on both sides would check nothing more.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opts.Level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
 	if err != nil {
 		return nil, err
 	}
