@@ -106,7 +106,7 @@ func New(p Params, key []byte, buf []byte) (*Chunker, error) {
 		NormalSize: p.Avg,
 		Key:        key,
 	}
-	cdc, err := chunkers.NewChunkerBuffer(p.Algorithm, eofReader{}, opts, buf)
+	cdc, err := chunkers.NewChunkerBuffer(cutName, eofReader{}, opts, buf) // p.Algorithm's cut points, faster: see cut.go
 	if err != nil {
 		return nil, fmt.Errorf("chunk: %v", err)
 	}
