@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"vaultbak/backend"
 )
@@ -19,7 +21,8 @@ const tmpPrefix = ".tmp-"
 
 // Local is a backend.Backend storing each object as a file under a directory.
 type Local struct {
-	dir string // absolute and clean
+	dir   string // absolute and clean
+	sweep sync.Once
 }
 
 var _ backend.Backend = (*Local)(nil)
@@ -76,11 +79,35 @@ func (l *Local) Stage(ctx context.Context) (backend.Staged, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("local: stage: %w", err)
 	}
+	l.sweep.Do(l.sweepStaged)
 	f, err := os.CreateTemp(l.dir, tmpPrefix+"*") // mode 0600
 	if err != nil {
 		return nil, fmt.Errorf("local: stage: %w", err)
 	}
 	return &staged{l: l, f: f}, nil
+}
+
+// staleStage is how long a staged object may go unchanged before a later
+// writer takes it for the remains of a process that died while staging it
+// (a live writer writes to its staged pack every few seconds at most).
+const staleStage = 24 * time.Hour
+
+// sweepStaged removes the staged objects that writers killed mid-pack left
+// in the directory, once per Local: temporary files of the top level older
+// than staleStage.
+func (l *Local) sweepStaged() {
+	entries, err := os.ReadDir(l.dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tmpPrefix) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleStage {
+			os.Remove(filepath.Join(l.dir, e.Name()))
+		}
+	}
 }
 
 type staged struct {

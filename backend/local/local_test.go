@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"vaultbak/backend"
 	"vaultbak/backend/backendtest"
@@ -193,5 +194,32 @@ func TestStage(t *testing.T) {
 	}
 	if names := listed(); len(names) != 1 || names[0] != "data/cd/cd34" {
 		t.Errorf("List = %q, want [data/cd/cd34]", names)
+	}
+}
+
+// What a writer killed mid-pack left at the top level is removed by the
+// next writer once it is a day old; a younger one may be another writer's.
+func TestStageSweepsStaleObjects(t *testing.T) {
+	dir := t.TempDir()
+	stale, fresh := filepath.Join(dir, ".tmp-1"), filepath.Join(dir, ".tmp-2")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("torn pack"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-25 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	s, err := newLocal(t, dir).Stage(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Abort()
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("a day-old staged object is still there: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh staged object was removed: %v", err)
 	}
 }
