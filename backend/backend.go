@@ -28,6 +28,32 @@ type Object interface {
 	Size() int64
 }
 
+// ErrWrongSize is returned (wrapped) by reads of an object opened with
+// [SizedOpener.OpenSized] whose stored size is not the size given.
+var ErrWrongSize = errors.New("stored size differs from the expected size")
+
+// SizedOpener is implemented by backends that can open an object whose size
+// the caller already knows without asking the storage for it (on S3 a stat
+// is one round trip more before the first byte). Nothing is checked at
+// open: the first read that reaches the storage reports a missing object
+// (wrapping ErrNotFound) or a stored size other than size (wrapping
+// ErrWrongSize). The returned object's Size is size.
+type SizedOpener interface {
+	OpenSized(ctx context.Context, name string, size int64) (Object, error)
+}
+
+// Streamer is implemented by objects that read a long range faster as one
+// sequential stream than as separate ReadAt calls (on S3 each ReadAt is one
+// request, paying its latency). Stream returns the bytes [off, end) of the
+// object, 0 <= off < end <= Size(), to be read in order; the caller closes
+// it, possibly before its end. A stream buffers no more than the transport
+// does (the rest waits in the connection), and is safe to use while other
+// reads of the object go on. Errors follow ReadAt's: a missing object wraps
+// ErrNotFound, a short object ErrWrongSize or io.ErrUnexpectedEOF.
+type Streamer interface {
+	Stream(off, end int64) (io.ReadCloser, error)
+}
+
 // Backend is one region's storage: a flat namespace of immutable objects
 // named by slash-separated paths ("config", "keys/<id>", "data/ab/<hash>").
 //

@@ -28,6 +28,8 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 		{"OpenReadAt", testOpenReadAt},
 		{"ConcurrentReadAt", testConcurrentReadAt},
 		{"ReadAtPastEnd", testReadAtPastEnd},
+		{"OpenSized", testOpenSized},
+		{"Stream", testStream},
 		{"NotFound", testNotFound},
 		{"InvalidNames", testInvalidNames},
 		{"PutDoesNotRetainData", testPutDoesNotRetain},

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -459,13 +460,19 @@ func (b *body) Close() error {
 	return err
 }
 
-// object reads ranges of one object; each ReadAt is one ranged GET.
+// object reads ranges of one object: each ReadAt is one ranged GET, each
+// Stream one GET of the range that the caller reads as it goes.
 type object struct {
 	s    *S3
 	ctx  context.Context
 	name string
 	size int64
 }
+
+var (
+	_ backend.SizedOpener = (*S3)(nil)
+	_ backend.Streamer    = (*object)(nil)
+)
 
 func (o *object) Size() int64  { return o.size }
 func (o *object) Close() error { return nil }
@@ -481,15 +488,9 @@ func (o *object) ReadAt(p []byte, off int64) (int, error) {
 	if want == 0 {
 		return 0, nil
 	}
-	opts := minio.GetObjectOptions{}
-	if err := opts.SetRange(off, off+want-1); err != nil {
-		return 0, err
-	}
-	ctx, done := begin(o.ctx)
-	defer done()
-	rc, _, _, err := o.s.core.GetObject(ctx, o.s.cfg.Bucket, o.s.key(o.name), opts)
+	rc, err := o.Stream(off, off+want)
 	if err != nil {
-		return 0, o.s.wrap(ctx, "read", o.name, err)
+		return 0, err
 	}
 	defer rc.Close()
 	n, err := io.ReadFull(rc, p[:want])
@@ -502,6 +503,49 @@ func (o *object) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// Stream returns the bytes [off, end) of the object from one ranged GET.
+// The response states the object's stored size (Content-Range), which is
+// checked against o.size: an object opened by OpenSized is not stat'ed.
+func (o *object) Stream(off, end int64) (io.ReadCloser, error) {
+	if off < 0 || off >= end || end > o.size {
+		return nil, fmt.Errorf("s3: read %s: range %d-%d outside the object's %d bytes", o.name, off, end, o.size)
+	}
+	opts := minio.GetObjectOptions{}
+	if err := opts.SetRange(off, end-1); err != nil {
+		return nil, err
+	}
+	ctx, done := begin(o.ctx)
+	rc, _, hdr, err := o.s.core.GetObject(ctx, o.s.cfg.Bucket, o.s.key(o.name), opts)
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == "InvalidRange" {
+			// The range lies within the expected size but not within
+			// the stored object: it is shorter.
+			err = fmt.Errorf("s3: read %s: %w", o.name, backend.ErrWrongSize)
+		} else {
+			err = o.s.wrap(ctx, "read", o.name, err)
+		}
+		done()
+		return nil, err
+	}
+	if total, ok := contentRangeSize(hdr.Get("Content-Range")); ok && total != o.size {
+		rc.Close()
+		done()
+		return nil, fmt.Errorf("s3: read %s: %w (%d bytes stored, %d expected)", o.name, backend.ErrWrongSize, total, o.size)
+	}
+	return &body{ReadCloser: rc, done: done}, nil
+}
+
+// contentRangeSize returns the complete length a Content-Range header
+// ("bytes 0-99/1234") states.
+func contentRangeSize(v string) (int64, bool) {
+	_, total, ok := strings.Cut(v, "/")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(total, 10, 64)
+	return n, err == nil
+}
+
 // Open returns the object for ranged reads. The reads carry ctx's values but
 // not its cancellation or deadline: the object may outlive the call that
 // opened it (the repository's pack cache keeps objects open across calls).
@@ -511,6 +555,21 @@ func (s *S3) Open(ctx context.Context, name string) (backend.Object, error) {
 		return nil, err
 	}
 	return &object{s: s, ctx: context.WithoutCancel(ctx), name: name, size: fi.Size}, nil
+}
+
+// OpenSized is Open without the stat: the caller knows the size, and every
+// read checks it (see object.Stream); a missing object is reported by the
+// first read.
+func (s *S3) OpenSized(ctx context.Context, name string, size int64) (backend.Object, error) {
+	if err := backend.ValidName(name); err != nil {
+		return nil, err
+	}
+	if size < 0 {
+		return nil, fmt.Errorf("s3: open %s: negative size", name)
+	}
+	_, done := s.begin(ctx) // learns the bucket's region, as every operation does
+	defer done()
+	return &object{s: s, ctx: context.WithoutCancel(ctx), name: name, size: size}, nil
 }
 
 // List lists the objects under prefix, following continuation pages.
