@@ -168,6 +168,17 @@ func (x *Index) Packs() map[crypt.ID]int64 {
 	return out
 }
 
+// packSize returns the stored size of pack, 0 when the index does not know
+// the pack.
+func (x *Index) packSize(pack crypt.ID) int64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if n, ok := x.packNum[pack]; ok {
+		return x.packSizes[n]
+	}
+	return 0
+}
+
 // entriesByPack returns every indexed blob grouped by its pack.
 func (x *Index) entriesByPack() map[crypt.ID][]BlobEntry {
 	x.mu.Lock()
