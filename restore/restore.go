@@ -139,6 +139,11 @@ func Run(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, opts Opti
 			progress.Dirs.Add(1)
 			return nil
 		case repo.NodeFile:
+			if len(n.Content) > 0 {
+				// Queued files wait for a worker: open their first
+				// pack meanwhile.
+				r.Prefetch(ctx, n.Content[0])
+			}
 			job := fileJob{dst: dst, node: n}
 			if n.Links > 1 {
 				first, ls := rs.linkGroup(n)
@@ -472,6 +477,11 @@ func Content(ctx context.Context, r *repo.Repository, p string, n *repo.Node, w 
 // goroutine: 16 on 2 cores doubled the system time and the peak RSS).
 const loadAhead = 4
 
+// prefetchAhead is how many chunks ahead of the ones being loaded a file's
+// next pack is opened (see repo.Repository.Prefetch), so that its opening
+// round trips overlap the reading of the current one.
+const prefetchAhead = 2 * loadAhead
+
 // loadInOrder loads the chunks ids concurrently (at most loadAhead in
 // flight, so memory stays bounded by that many chunks) and calls fn with
 // each, in order, on the caller's goroutine. A chunk passed to fn is valid
@@ -483,12 +493,16 @@ func loadInOrder(ctx context.Context, r *repo.Repository, ids []crypt.ID, fn fun
 		err  error
 		done chan struct{}
 	}
+	outer := ctx // prefetches outlive the file
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	queue := make(chan *load, loadAhead)
 	go func() {
 		defer close(queue)
-		for _, id := range ids {
+		for i, id := range ids {
+			if i+prefetchAhead < len(ids) {
+				r.Prefetch(outer, ids[i+prefetchAhead])
+			}
 			l := &load{done: make(chan struct{})}
 			select {
 			case queue <- l:
