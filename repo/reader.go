@@ -357,7 +357,14 @@ func (r *Repository) loadBlobFrom(ctx context.Context, reg *Region, loc Location
 	if int64(loc.Offset)+int64(loc.Length) > p.size {
 		return nil, &IntegrityError{Region: reg.Name, Object: PackName(loc.Pack), Reason: "blob beyond the end of the pack"}
 	}
-	stored := make([]byte, loc.Length)
+	var stored []byte
+	if loc.Flags&flagZstd == 0 && cap(buf) >= int(loc.Length) {
+		// Stored as it is: read into the result's buffer, which saves
+		// allocating and clearing one per blob.
+		stored = buf[:loc.Length]
+	} else {
+		stored = make([]byte, loc.Length)
+	}
 	if _, err := p.plain.ReadAt(stored, int64(loc.Offset)); err != nil {
 		return nil, r.regionError(reg, packReadError(reg.Name, loc.Pack, err))
 	}
