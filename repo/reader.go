@@ -48,7 +48,8 @@ type packCache struct {
 	// region a round trip: the header and the final chunk, fetched at
 	// once).
 	opening     map[packKey]chan struct{}
-	prefetching int // prefetches under way
+	prefetching int  // prefetches under way
+	closed      bool // by close: a pack opened after is not kept
 }
 
 type cacheEntry struct {
@@ -131,6 +132,12 @@ func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openP
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fileKeys[k] = fileKey
+	if c.closed {
+		// Closed meanwhile (a prefetch may outlive its caller): the
+		// pack serves this read and is closed on release.
+		p.refs, p.evicted = 1, true
+		return p, nil
+	}
 	if el, ok := c.open[k]; ok { // opened concurrently
 		p.close()
 		p := el.Value.(*cacheEntry).p
@@ -186,7 +193,7 @@ func (c *packCache) prefetch(ctx context.Context, reg *Region, pack crypt.ID) {
 	c.mu.Lock()
 	_, open := c.open[k]
 	_, opening := c.opening[k]
-	if open || opening || c.prefetching >= maxPrefetches {
+	if open || opening || c.closed || c.prefetching >= maxPrefetches {
 		c.mu.Unlock()
 		return
 	}
@@ -273,6 +280,7 @@ func (c *packCache) drop(region string, pack crypt.ID) {
 func (c *packCache) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	for c.lru.Len() > 0 {
 		c.evictLocked(c.lru.Back())
 	}

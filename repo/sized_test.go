@@ -237,3 +237,21 @@ func TestPrefetch(t *testing.T) {
 		t.Fatalf("LoadBlob after Prefetch: %v", err)
 	}
 }
+
+// A pack opened after the repository closed (by a prefetch that outlived
+// its caller) serves its read and is not kept open.
+func TestPackCacheClosed(t *testing.T) {
+	e, blobs, ids := twoRegionRepo(t)
+	r := e.open(e.keysRecovery())
+	r.readers.close()
+	got, err := r.LoadBlob(t.Context(), ids[0], nil)
+	if err != nil || !bytes.Equal(got, blobs[0]) {
+		t.Fatalf("LoadBlob after close: %v", err)
+	}
+	r.Prefetch(t.Context(), ids[1])
+	r.readers.mu.Lock()
+	defer r.readers.mu.Unlock()
+	if n, busy := r.readers.lru.Len(), r.readers.prefetching; n != 0 || busy != 0 {
+		t.Errorf("after close: %d packs kept open, %d prefetches", n, busy)
+	}
+}
