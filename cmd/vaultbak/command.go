@@ -34,6 +34,7 @@ func startCommandSource(ctx context.Context, args []string) (*commandSource, err
 	if err != nil {
 		return nil, err
 	}
+	widenPipe(out)
 	name := commandName(args)
 	if err := cmd.Start(); err != nil {
 		return nil, withHint(fmt.Errorf("start %s: %w", name, err), "check the command after --")
