@@ -292,6 +292,7 @@ func (rs *restorer) restoreFile(ctx context.Context, job fileJob) (err error) {
 		}
 	}()
 	h := rs.content.New()
+	defer rs.content.Release(h)
 	var off int64
 	write := f.WriteAt
 	if n.Sparse {
@@ -451,6 +452,7 @@ func Content(ctx context.Context, r *repo.Repository, p string, n *repo.Node, w 
 		return repo.ErrNeedRecovery
 	}
 	h := r.Secrets().ContentKey().New()
+	defer r.Secrets().ContentKey().Release(h)
 	var size uint64
 	err := loadInOrder(ctx, r, n.Content, func(data []byte) error {
 		h.Write(data)
