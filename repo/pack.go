@@ -140,7 +140,14 @@ func (b *packBuf) Write(p []byte) (int, error) {
 	if need := len(b.b) + len(p); need > cap(b.b) {
 		c := max(need, 2*cap(b.b), 64<<10)
 		if need > 1<<20 {
+			// Past full (a pack of many tiny blobs has a large trailer),
+			// grow with room to spare and keep that size for the next
+			// packs, rather than reallocate the buffer pack after pack.
 			c = max(need, b.full)
+			if need > b.full {
+				c = need + need/8
+				b.full = c
+			}
 		}
 		nb := make([]byte, len(b.b), c)
 		copy(nb, b.b)

@@ -185,9 +185,11 @@ func (w *Writer) newPack(ctx context.Context, buf *packBuf) (*sealingPack, error
 const writerUploaders = 1
 
 // packBufSize is what a pack buffer grows to: a pack's blobs (at most
-// packSize bytes), room for a typical trailer, and age's overhead.
+// packSize bytes), its trailer (46 bytes a blob: packSize/32 holds the
+// trailer of 11,000 blobs in a 16 MiB pack, one of small files or trees),
+// and age's overhead.
 func packBufSize(packSize int) int {
-	full := packSize + 64<<10
+	full := packSize + packSize/32
 	return full + full/(64<<10)*16 + 16<<10 // age: a tag per 64 KiB chunk, the header
 }
 
