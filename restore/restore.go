@@ -280,10 +280,14 @@ func (rs *restorer) restoreFile(ctx context.Context, job fileJob) (err error) {
 	defer func() { rs.finishLink(job.link, final) }()
 	n := job.node
 	tmp := tempName(job.dst)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	// unix.Open and os.NewFile rather than os.OpenFile, which would try to
+	// register the regular file with the network poller (an epoll_ctl and
+	// four fcntl calls that fail or undo each other, per file).
+	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("restore: %s: %w", job.dst, err)
+		return fmt.Errorf("restore: %s: %w", job.dst, &os.PathError{Op: "open", Path: tmp, Err: err})
 	}
+	f := os.NewFile(uintptr(fd), tmp)
 	ok := false
 	defer func() {
 		if !ok {
@@ -310,25 +314,28 @@ func (rs *restorer) restoreFile(ctx context.Context, job fileJob) (err error) {
 	if err != nil {
 		return fmt.Errorf("restore: %s: %w", job.dst, err)
 	}
-	if err := f.Truncate(off); err != nil {
-		return fmt.Errorf("restore: write %s: %w", job.dst, err)
+	if n.Sparse { // a hole at the end is not written
+		if err := f.Truncate(off); err != nil {
+			return fmt.Errorf("restore: write %s: %w", job.dst, err)
+		}
 	}
 	var sum crypt.ID
 	h.Sum(sum[:0])
 	if uint64(off) != n.Size || (n.Hash != nil && sum != *n.Hash) {
 		return &repo.IntegrityError{Object: job.dst, Reason: fmt.Sprintf("restored content does not match the snapshot (size %d, want %d)", off, n.Size)}
 	}
+	if err := rs.setFileMeta(f, job.dst, n); err != nil {
+		return err
+	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("restore: write %s: %w", job.dst, err)
 	}
 	ok = true
-	if err := rs.setMeta(tmp, n, false); err != nil {
+	// unix.Renameat rather than os.Rename, which lstat's the destination
+	// first; renaming a file over a directory fails all the same.
+	if err := unix.Renameat(unix.AT_FDCWD, tmp, unix.AT_FDCWD, job.dst); err != nil {
 		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, job.dst); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("restore: %s: %w", job.dst, err)
+		return fmt.Errorf("restore: %s: %w", job.dst, &os.LinkError{Op: "rename", Old: tmp, New: job.dst, Err: err})
 	}
 	final = job.dst
 	rs.progress.Files.Add(1)
@@ -408,6 +415,25 @@ func (rs *restorer) restoreSpecial(dst, p string, n *repo.Node) error {
 }
 
 // setMeta restores owner (as root), mode and modification time.
+// setFileMeta is setMeta for a regular file being restored, through its
+// open descriptor f (dst names it in errors); its times are set last, by
+// name, once nothing more is written.
+func (rs *restorer) setFileMeta(f *os.File, dst string, n *repo.Node) error {
+	if rs.root {
+		if err := f.Chown(int(n.UID), int(n.GID)); err != nil {
+			return fmt.Errorf("restore: chown %s: %w", dst, err)
+		}
+	}
+	if err := unix.Fchmod(int(f.Fd()), n.Mode&0o7777); err != nil {
+		return fmt.Errorf("restore: chmod %s: %w", dst, err)
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(n.MTime), unix.NsecToTimespec(n.MTime)}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, f.Name(), ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("restore: set times of %s: %w", dst, err)
+	}
+	return nil
+}
+
 func (rs *restorer) setMeta(p string, n *repo.Node, symlink bool) error {
 	if rs.root {
 		if err := os.Lchown(p, int(n.UID), int(n.GID)); err != nil {
