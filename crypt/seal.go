@@ -74,7 +74,7 @@ func FileKey(src io.ReaderAt, size int64, identities []age.Identity) ([]byte, er
 // size bytes), opened with fileKey from [FileKey]. Reads are authenticated
 // per 64 KiB chunk; the plaintext size is authenticated before OpenAt returns.
 func OpenAt(src io.ReaderAt, size int64, fileKey []byte) (io.ReaderAt, int64, error) {
-	r, n, err := age.DecryptReaderAt(src, size, age.NewInjectedFileKeyIdentity(fileKey))
+	r, n, err := openStream(src, size, fileKey)
 	if err != nil {
 		return nil, 0, fmt.Errorf("crypt: open: %w", err)
 	}
