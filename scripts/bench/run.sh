@@ -449,19 +449,28 @@ run_multi() {
 }
 
 # shellcheck disable=SC2016 # the bash -c scripts take their paths as $1
-run_refs() { # the machine's limits on the same data
-	local rep=$1 d
-	for d in $DATASETS; do
-		case $d in
-		tree) measure ref - tree "tar|cat" "$rep" "${bytes[tree]}" - bash -c 'tar cf - -C "$1" . | cat > /dev/null' _ "$tree" ;;
-		big) measure ref - big cat "$rep" "${bytes[big]}" - bash -c 'cat "$1" > /dev/null' _ "$big" ;;
-		pg) measure ref - pg "pg_dump|cat" "$rep" "${bytes[pg]}" - bash -c '"$@" | cat > /dev/null' _ "${pg_dump_cmd[@]}" ;;
-		esac
-		rm -rf "$RESTORE_DIR/copy"
-		mkdir -p "$RESTORE_DIR/copy"
-		measure ref - "$d" "cp-a" "$rep" "${bytes[$d]}" - cp -a "${path[$d]}" "$RESTORE_DIR/copy/"
-		rm -rf "$RESTORE_DIR/copy"
-	done
+run_refs() { # run_refs DATASET REP: the machine's limits on the same data
+	local d=$1 rep=$2
+	case $d in
+	tree) measure ref - tree "tar|cat" "$rep" "${bytes[tree]}" - bash -c 'tar cf - -C "$1" . | cat > /dev/null' _ "$tree" ;;
+	big) measure ref - big cat "$rep" "${bytes[big]}" - bash -c 'cat "$1" > /dev/null' _ "$big" ;;
+	pg) measure ref - pg "pg_dump|cat" "$rep" "${bytes[pg]}" - bash -c '"$@" | cat > /dev/null' _ "${pg_dump_cmd[@]}" ;;
+	esac
+	rm -rf "$RESTORE_DIR/copy"
+	mkdir -p "$RESTORE_DIR/copy"
+	measure ref - "$d" "cp-a" "$rep" "${bytes[$d]}" - cp -a "${path[$d]}" "$RESTORE_DIR/copy/"
+	rm -rf "$RESTORE_DIR/copy"
+}
+
+# warm DATASET: read the dataset once, untimed, right before it is
+# measured, so that the first tool measured on it is not the only one to
+# read from disk (the steps before, on other data, may have pushed it out of
+# the page cache; for pg, PostgreSQL's tables).
+warm() {
+	case $1 in
+	pg) "${pg_dump_cmd[@]}" > /dev/null ;;
+	*) tar cf - -C "$(dirname "${path[$1]}")" "$(basename "${path[$1]}")" | cat > /dev/null ;;
+	esac
 }
 
 rm -rf "$trash" "$RESTORE_DIR" # left by an interrupted run
@@ -469,13 +478,11 @@ mkdir -p "$RESTORE_DIR"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 start=$(date +%s)
 say "measuring: reps=$REPS steps='$STEPS' datasets='$DATASETS' tools='$TOOLS' targets='$TARGETS' multi=$MULTI (results in $res)"
-# Warm the page cache once, so that the first tool measured is not the
-# only one to read from disk.
-for d in $DATASETS; do tar cf - -C "$(dirname "${path[$d]}")" "$(basename "${path[$d]}")" | cat > /dev/null; done
 for rep in $(seq 1 "$REPS"); do
 	say "repetition $rep of $REPS"
-	[ "$REFS" != 1 ] || run_refs "$rep"
 	for d in $DATASETS; do
+		warm "$d"
+		[ "$REFS" != 1 ] || run_refs "$d" "$rep"
 		for target in $TARGETS; do
 			for tool in $TOOLS; do
 				[ "$tool:$target" != borg:minio ] || continue # borg has no S3 backend
