@@ -3,7 +3,6 @@ package chunk
 import (
 	"encoding/binary"
 	"math"
-	"sync"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
 	"github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc"
@@ -38,7 +37,7 @@ func (c *fastCut) Setup(o *chunkers.ChunkerOpts) error {
 	if err := c.Validate(o); err != nil {
 		return err
 	}
-	c.g = *gearTable(o.Key)
+	c.g = gearTable(o.Key)
 	if o.MinSize == 2<<10 && o.MaxSize == 64<<10 && o.NormalSize == 8<<10 {
 		// fastcdc-v1.0.0 keeps the original FastCDC masks for these sizes.
 		c.maskS, c.maskL = 0x0003590703530000, 0x0000d90003530000
@@ -96,17 +95,12 @@ func spacedMask(ones int) uint64 {
 	return mask
 }
 
-var gearTables sync.Map // [32]byte key → *[256]uint64
-
 // gearTable is fastcdc-v1.0.0's gear table for key: its base table hashed
-// with keyed BLAKE3, read out of the hash's output stream.
-func gearTable(key []byte) *[256]uint64 {
+// with keyed BLAKE3, read out of the hash's output stream (computed once
+// per chunker, in microseconds).
+func gearTable(key []byte) [256]uint64 {
 	if key == nil {
-		return &fastcdc.G
-	}
-	id := blake3.Sum256(key)
-	if t, ok := gearTables.Load(id); ok {
-		return t.(*[256]uint64)
+		return fastcdc.G
 	}
 	h, err := blake3.NewKeyed(key)
 	if err != nil {
@@ -121,10 +115,9 @@ func gearTable(key []byte) *[256]uint64 {
 	if _, err := h.Digest().Read(out); err != nil {
 		panic("chunk: " + err.Error())
 	}
-	t := new([256]uint64)
+	var t [256]uint64
 	for i := range t {
 		t[i] = binary.LittleEndian.Uint64(out[i*8:])
 	}
-	v, _ := gearTables.LoadOrStore(id, t)
-	return v.(*[256]uint64)
+	return t
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -22,12 +21,14 @@ import (
 const (
 	payloadNonceSize = 16
 	plainChunkSize   = 64 << 10
-	sealedChunkSize  = plainChunkSize + chacha20poly1305.Overhead
+	// SealedChunkSize is the size of a payload chunk as stored: the final
+	// chunk of a sealed object lies in its last SealedChunkSize bytes.
+	SealedChunkSize = plainChunkSize + chacha20poly1305.Overhead
 )
 
-// chunkBufs holds sealed-chunk buffers (of *[sealedChunkSize]byte) that
+// chunkBufs holds sealed-chunk buffers (of *[SealedChunkSize]byte) that
 // readers decrypt in place.
-var chunkBufs = sync.Pool{New: func() any { return new([sealedChunkSize]byte) }}
+var chunkBufs = sync.Pool{New: func() any { return new([SealedChunkSize]byte) }}
 
 // streamAt reads the plaintext of an age file at any offset, as age's
 // DecryptReaderAt does, but decrypts each chunk into a buffer reused from
@@ -43,7 +44,7 @@ type streamAt struct {
 
 	mu     sync.Mutex
 	cached int64 // index of the chunk in cache, -1 for none
-	cache  *[sealedChunkSize]byte
+	cache  *[SealedChunkSize]byte
 	clen   int
 }
 
@@ -75,7 +76,7 @@ func openStream(src io.ReaderAt, size int64, fileKey []byte) (*streamAt, int64, 
 	if encSize < chacha20poly1305.Overhead {
 		return nil, 0, fmt.Errorf("invalid encrypted payload size: %d", encSize)
 	}
-	chunks := (encSize + sealedChunkSize - 1) / sealedChunkSize
+	chunks := (encSize + SealedChunkSize - 1) / SealedChunkSize
 	plainSize := encSize - chunks*chacha20poly1305.Overhead
 	want := (plainSize + plainChunkSize - 1) / plainChunkSize
 	if plainSize == 0 {
@@ -85,7 +86,7 @@ func openStream(src io.ReaderAt, size int64, fileKey []byte) (*streamAt, int64, 
 		return nil, 0, fmt.Errorf("invalid encrypted payload size: %d", encSize)
 	}
 	s := &streamAt{src: io.NewSectionReader(src, payloadOff, encSize), aead: aead, size: plainSize, chunks: chunks, encSize: encSize, cached: -1}
-	buf := chunkBufs.Get().(*[sealedChunkSize]byte)
+	buf := chunkBufs.Get().(*[SealedChunkSize]byte)
 	n, err := s.open(buf, chunks-1)
 	if err != nil {
 		chunkBufs.Put(buf)
@@ -97,9 +98,9 @@ func openStream(src io.ReaderAt, size int64, fileKey []byte) (*streamAt, int64, 
 
 // open reads chunk i into buf and decrypts it in place; it returns the
 // plaintext's length.
-func (s *streamAt) open(buf *[sealedChunkSize]byte, i int64) (int, error) {
-	off := i * sealedChunkSize
-	n := int(min(s.encSize-off, sealedChunkSize))
+func (s *streamAt) open(buf *[SealedChunkSize]byte, i int64) (int, error) {
+	off := i * SealedChunkSize
+	n := int(min(s.encSize-off, SealedChunkSize))
 	if k, err := s.src.ReadAt(buf[:n], off); k < n {
 		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF
@@ -115,9 +116,8 @@ func (s *streamAt) open(buf *[sealedChunkSize]byte, i int64) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("decrypt and authenticate chunk at offset %d: %w", off, err)
 	}
-	if i < s.chunks-1 && len(plain) != plainChunkSize || i > 0 && i == s.chunks-1 && len(plain) == 0 {
-		return 0, errors.New("invalid chunk size")
-	}
+	// Every chunk but the last is full and the last is empty only when it
+	// is the only one: openStream checked the sizes, the tag the length.
 	return len(plain), nil
 }
 
@@ -126,7 +126,7 @@ func (s *streamAt) ReadAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("offset out of range [0:%d]: %d", s.size, off)
 	}
 	n := 0
-	var buf *[sealedChunkSize]byte
+	var buf *[SealedChunkSize]byte
 	defer func() {
 		if buf != nil {
 			chunkBufs.Put(buf)
@@ -144,7 +144,7 @@ func (s *streamAt) ReadAt(p []byte, off int64) (int, error) {
 		}
 		s.mu.Unlock()
 		if buf == nil {
-			buf = chunkBufs.Get().(*[sealedChunkSize]byte)
+			buf = chunkBufs.Get().(*[SealedChunkSize]byte)
 		}
 		plen, err := s.open(buf, i)
 		if err != nil {

@@ -102,7 +102,7 @@ func TestOpenAtRefusesDamage(t *testing.T) {
 	const c = plainChunkSize
 	plain, sealed, key := sealedFile(t, 3*c+100, 7)
 	hdrLen := len(sealed) - (len(plain) + 4*16) - payloadNonceSize
-	for _, pos := range []int{hdrLen + 3, hdrLen + payloadNonceSize + 10, hdrLen + payloadNonceSize + sealedChunkSize + 5, len(sealed) - 1} {
+	for _, pos := range []int{hdrLen + 3, hdrLen + payloadNonceSize + 10, hdrLen + payloadNonceSize + SealedChunkSize + 5, len(sealed) - 1} {
 		bad := bytes.Clone(sealed)
 		bad[pos] ^= 1
 		r, _, err := OpenAt(bytes.NewReader(bad), int64(len(bad)), key)

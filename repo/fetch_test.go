@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"vaultbak/crypt"
 )
 
 // countingReaderAt counts the reads of its source and fails the ones
@@ -228,7 +230,7 @@ func TestWindowReaderStreams(t *testing.T) {
 	rand.NewChaCha8([32]byte{2}).Read(src)
 	s := &streamingReaderAt{countingReaderAt: &countingReaderAt{src: src}}
 	w := newWindowReader(s, int64(len(src)))
-	w.prefetch(int64(len(src)) - encChunkSize)
+	w.prefetch(int64(len(src)) - crypt.SealedChunkSize)
 	if err := readBack(t, w, src, 0, 4096); err != nil {
 		t.Fatal(err)
 	}

@@ -104,8 +104,8 @@ func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openP
 	}
 	win := newWindowReader(obj, obj.Size())
 	// age reads the header, then the final chunk (which lies in the last
-	// encChunkSize bytes): both are fetched at once.
-	win.prefetch(obj.Size() - encChunkSize)
+	// crypt.SealedChunkSize bytes): both are fetched at once.
+	win.prefetch(obj.Size() - crypt.SealedChunkSize)
 	fail := func(err error) (*openPack, error) {
 		win.close()
 		obj.Close()
@@ -152,10 +152,6 @@ func (c *packCache) get(ctx context.Context, reg *Region, pack crypt.ID) (*openP
 	c.trimWindowsLocked()
 	return p, nil
 }
-
-// encChunkSize is the size of an age payload chunk as stored: the final
-// chunk of a pack lies in its last encChunkSize bytes.
-const encChunkSize = 64<<10 + 16
 
 // openPackObject opens a pack in reg. size is the stored size the index
 // gives (0: unknown): a backend that can opens it without asking (no stat

@@ -25,24 +25,20 @@ type stagedPack struct {
 	n       int64
 }
 
-// stagers returns the backends of regions as Stagers, or nil when one of
-// them cannot stage.
-func stagers(regions []*Region) []backend.Stager {
-	out := make([]backend.Stager, len(regions))
-	for i, reg := range regions {
-		st, ok := reg.Backend.(backend.Stager)
-		if !ok || !st.CanStage() {
-			return nil
+// canStage reports whether every one of regions can stage objects.
+func canStage(regions []*Region) bool {
+	for _, reg := range regions {
+		if st, ok := reg.Backend.(backend.Stager); !ok || !st.CanStage() {
+			return false
 		}
-		out[i] = st
 	}
-	return out
+	return true
 }
 
 // StagesPacks reports whether a writer would stream its packs to the
 // regions as they fill (every region can stage objects) rather than hold
 // them in pack buffers.
-func (r *Repository) StagesPacks() bool { return stagers(r.regions) != nil }
+func (r *Repository) StagesPacks() bool { return canStage(r.regions) }
 
 // PackBufferBytes returns the memory a writer's pack buffers take: none
 // when it stages its packs.

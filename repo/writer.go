@@ -145,7 +145,7 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	// otherwise each pack is sealed into a buffer and put to every region
 	// once full. A pack holds at most PackSize bytes of blobs (see
 	// SaveBlobID), plus its trailer and age's overhead.
-	w.staged = stagers(w.regions.live()) != nil
+	w.staged = canStage(w.regions.live())
 	for range opts.Uploaders + 1 {
 		w.bufs <- &packBuf{full: packBufSize(r.cfg.PackSize)}
 	}

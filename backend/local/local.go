@@ -50,13 +50,22 @@ func (l *Local) path(name string) string {
 	return filepath.Join(l.dir, filepath.FromSlash(name))
 }
 
-// Put writes data atomically and durably under name.
-func (l *Local) Put(ctx context.Context, name string, data []byte) error {
+// checkPut refuses what no object may be put under: an invalid name, a
+// name reserved for temporary files, or a done ctx.
+func checkPut(ctx context.Context, name string) error {
 	if err := check(ctx, name); err != nil {
 		return fmt.Errorf("local: put: %w", err)
 	}
 	if base := name[strings.LastIndexByte(name, '/')+1:]; strings.HasPrefix(base, tmpPrefix) {
 		return fmt.Errorf("local: put %s: names starting with %q are reserved", name, tmpPrefix)
+	}
+	return nil
+}
+
+// Put writes data atomically and durably under name.
+func (l *Local) Put(ctx context.Context, name string, data []byte) error {
+	if err := checkPut(ctx, name); err != nil {
+		return err
 	}
 	dir, err := l.mkdirs(name)
 	if err != nil {
@@ -125,29 +134,17 @@ func (s *staged) Write(p []byte) (int, error) {
 }
 
 func (s *staged) Commit(ctx context.Context, name string) error {
-	if err := check(ctx, name); err != nil {
-		return fmt.Errorf("local: put: %w", err)
-	}
-	if base := name[strings.LastIndexByte(name, '/')+1:]; strings.HasPrefix(base, tmpPrefix) {
-		return fmt.Errorf("local: put %s: names starting with %q are reserved", name, tmpPrefix)
+	if err := checkPut(ctx, name); err != nil {
+		return err
 	}
 	dir, err := s.l.mkdirs(name)
 	if err == nil {
-		err = s.f.Sync()
-	}
-	if err == nil {
-		err = s.f.Close()
-	}
-	if err == nil {
-		err = os.Rename(s.f.Name(), s.l.path(name))
+		err = install(s.f, dir, s.l.path(name))
 	}
 	if err != nil {
 		return fmt.Errorf("local: put %s: %w", name, err)
 	}
 	s.done = true
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("local: put %s: %w", name, err)
-	}
 	return nil
 }
 
@@ -198,6 +195,12 @@ func writeFile(dir, path string, data []byte) (err error) {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
+	return install(f, dir, path)
+}
+
+// install makes the temporary file f in dir, written whole, durable under
+// path: fsync, close, rename, fsync of dir.
+func install(f *os.File, dir, path string) error {
 	if err := f.Sync(); err != nil {
 		return err
 	}
