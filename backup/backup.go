@@ -80,9 +80,12 @@ type backuper struct {
 	warnings atomic.Int64
 	jobs     chan fileJob
 	dirs     sync.WaitGroup
-	ctx      context.Context
-	cancel   context.CancelCauseFunc
-	stats    struct{ files, dirs, bytes atomic.Uint64 }
+	// listers bounds the directories listed at once besides the walk's
+	// own goroutine (see walkSub).
+	listers chan struct{}
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	stats   struct{ files, dirs, bytes atomic.Uint64 }
 
 	saver *chunkSaver
 }
@@ -153,12 +156,13 @@ func Run(ctx context.Context, r *repo.Repository, opts Options, progress *Progre
 	defer cancel(nil)
 	b := &backuper{
 		r: r, w: w, opts: opts, excl: excl, progress: progress,
-		names:  names{users: map[uint32]string{}, groups: map[uint32]string{}},
-		prev:   opts.Cache,
-		next:   &Cache{Repository: r.Config().ID, Files: map[string]CacheEntry{}, Dirs: map[string]DirEntry{}, Excludes: opts.Excludes},
-		jobs:   make(chan fileJob, 4*opts.Workers),
-		ctx:    ctx,
-		cancel: cancel,
+		names:   names{users: map[uint32]string{}, groups: map[uint32]string{}},
+		prev:    opts.Cache,
+		next:    &Cache{Repository: r.Config().ID, Files: map[string]CacheEntry{}, Dirs: map[string]DirEntry{}, Excludes: opts.Excludes},
+		jobs:    make(chan fileJob, 4*opts.Workers),
+		listers: make(chan struct{}, dirListers),
+		ctx:     ctx,
+		cancel:  cancel,
 	}
 	b.saver = newChunkSaver(ctx, w)
 	if b.prev != nil && b.prev.Repository != r.Config().ID {
@@ -334,17 +338,21 @@ func (b *backuper) walkDir(abs, name string, st stat) *future {
 	}
 	kids := make([]*future, len(children))
 	var cache *dirCache
+	var subs sync.WaitGroup
 	if clean {
 		cache = &dirCache{abs: abs, digest: dirDigest(children)}
 		// Unchanged (see dirs.go): the subdirectories first, as each
 		// must be unchanged too; they are walked either way.
 		if prev, ok := b.prevDir(abs); ok && prev.Digest == cache.digest && b.w.Known(prev.Tree) {
-			same := true
 			for i, c := range children {
 				if c.st.mode.IsDir() {
-					kids[i] = b.entry(c.abs, c.name, c.fi)
-					same = same && kids[i].reused
+					b.walkSub(c, &kids[i], &subs)
 				}
+			}
+			subs.Wait()
+			same := true
+			for i, c := range children {
+				same = same && (!c.st.mode.IsDir() || kids[i].reused)
 			}
 			if same && b.carryFiles(children) {
 				return b.reusedDir(abs, name, st, prev)
@@ -352,11 +360,40 @@ func (b *backuper) walkDir(abs, name string, st stat) *future {
 		}
 	}
 	for i, c := range children {
-		if kids[i] == nil {
+		switch {
+		case kids[i] != nil:
+		case c.st.mode.IsDir():
+			b.walkSub(c, &kids[i], &subs)
+		default:
 			kids[i] = b.entry(c.abs, c.name, c.fi)
 		}
 	}
+	subs.Wait()
 	return b.finishDir(abs, name, st, kids, cache)
+}
+
+// dirListers is how many subdirectories are listed (read and lstat'ed) at
+// once beside the walk itself. The walk of an unchanged tree is nothing but
+// these system calls, so it goes as fast as they can run in parallel.
+const dirListers = 8
+
+// walkSub walks the subdirectory c into *kid: on a goroutine of its own
+// when a lister is free (subs tells when it is done), otherwise inline, so
+// that a walk waiting for its subdirectories never waits for a lister.
+func (b *backuper) walkSub(c child, kid **future, subs *sync.WaitGroup) {
+	select {
+	case b.listers <- struct{}{}:
+		subs.Add(1)
+		go func() {
+			defer func() {
+				<-b.listers
+				subs.Done()
+			}()
+			*kid = b.entry(c.abs, c.name, c.fi)
+		}()
+	default:
+		*kid = b.entry(c.abs, c.name, c.fi)
+	}
 }
 
 // finishDir returns the future node of a directory whose entries are kids;

@@ -149,18 +149,19 @@ func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags, o
 	start := time.Now()
 	progress := &backup.Progress{}
 	excludes := append(append([]string(nil), s.cfg.Excludes...), f.excludes...)
+	prev := readFileCache(cachePath)
 	stop := func(error) {}
 	if g.out.progressShown() {
 		mctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		stop = g.out.meter("backup", backupGauges(mctx, r, absPaths, excludes, progress)...)
+		stop = g.out.meter("backup", backupGauges(mctx, r, absPaths, excludes, prev, progress)...)
 	}
 	res, err := backup.Run(ctx, r, backup.Options{
 		Paths:    absPaths,
 		Excludes: excludes,
 		Tags:     f.tags,
 		Set:      f.set,
-		Cache:    readFileCache(cachePath),
+		Cache:    prev,
 		Strict:   f.strict,
 		Warn:     g.out.warn,
 		Quorum:   s.cfg.quorum(),

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -481,21 +482,41 @@ func meterUploads(r *repo.Repository) []gauge {
 
 // backupGauges are the gauges of a file backup: content bytes done (read,
 // or skipped as unchanged) out of an estimate of what the paths hold, and
-// the bytes each region stored. The estimate walks the paths in the
-// background; until it is done the total is unknown.
-func backupGauges(ctx context.Context, r *repo.Repository, paths, excludes []string, p *backup.Progress) []gauge {
+// the bytes each region stored. The estimate is what the host's previous
+// snapshot of the same paths held (prev, its file cache), when it was taken
+// with the same excludes: an incremental backup then does not stat every
+// file twice. Otherwise the paths are walked in the background, and until
+// that is done the total is unknown.
+func backupGauges(ctx context.Context, r *repo.Repository, paths, excludes []string, prev *backup.Cache, p *backup.Progress) []gauge {
 	var total atomic.Int64
-	go func() {
-		if n, err := estimateBytes(ctx, paths, excludes); err == nil {
-			total.Store(n)
-		}
-	}()
+	if n, ok := cachedBytes(prev, excludes); ok {
+		total.Store(n)
+	} else {
+		go func() {
+			if n, err := estimateBytes(ctx, paths, excludes); err == nil {
+				total.Store(n)
+			}
+		}()
+	}
 	gs := []gauge{{
 		name:  "backup",
 		done:  func() int64 { return int64(p.ReadBytes.Load() + p.SkippedBytes.Load()) },
 		total: total.Load,
 	}}
 	return append(gs, meterUploads(r)...)
+}
+
+// cachedBytes adds up the file sizes a previous snapshot's cache holds, if
+// that snapshot was taken with these excludes and held any file.
+func cachedBytes(prev *backup.Cache, excludes []string) (int64, bool) {
+	if prev == nil || len(prev.Files) == 0 || !slices.Equal(prev.Excludes, excludes) {
+		return 0, false
+	}
+	var n int64
+	for _, e := range prev.Files {
+		n += e.Size
+	}
+	return n, true
 }
 
 // streamGauges are the gauges of a stream backup: bytes read from the

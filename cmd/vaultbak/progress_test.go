@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"vaultbak/backup"
 )
 
 // value is a gauge reading the test sets.
@@ -156,5 +158,30 @@ func TestEstimateBytes(t *testing.T) {
 	got, err := estimateBytes(t.Context(), []string{filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "cache")}, []string{"*.tmp", filepath.Join(dir, "cache")})
 	if err != nil || got != 1300 {
 		t.Errorf("estimateBytes = %d, %v; want 1300", got, err)
+	}
+}
+
+// TestCachedBytes: an incremental backup takes its estimate from the
+// previous snapshot's file cache, but only one made with the same excludes.
+func TestCachedBytes(t *testing.T) {
+	prev := backup.NewCache("repo")
+	prev.Excludes = []string{"*.tmp"}
+	prev.Files["/a/x"] = backup.CacheEntry{Size: 1000}
+	prev.Files["/a/y"] = backup.CacheEntry{Size: 300}
+	for _, tc := range []struct {
+		name     string
+		prev     *backup.Cache
+		excludes []string
+		want     int64
+		ok       bool
+	}{
+		{"same excludes", prev, []string{"*.tmp"}, 1300, true},
+		{"other excludes", prev, []string{"*.log"}, 0, false},
+		{"no cache", nil, nil, 0, false},
+		{"empty cache", backup.NewCache("repo"), nil, 0, false},
+	} {
+		if got, ok := cachedBytes(tc.prev, tc.excludes); got != tc.want || ok != tc.ok {
+			t.Errorf("%s: cachedBytes = %d, %v; want %d, %v", tc.name, got, ok, tc.want, tc.ok)
+		}
 	}
 }
