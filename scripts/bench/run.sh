@@ -376,6 +376,7 @@ run_tool() {
 		;;
 	esac
 
+	warm "$d"
 	backup_cmd "$tool" "$d"
 	local step
 	for step in backup nochange; do
@@ -407,6 +408,7 @@ run_tool() {
 		restic) restore_cmd=(restic restore "$first" --target "$rdir") ;;
 		borg) restore_cmd=(bash -c 'cd "$1" && borg extract "::$2"' _ "$rdir" "$first") ;;
 		esac
+		warm_repo "$repo" "$dir"
 		measure "$tool" "$target" "$d" restore "$rep" "${bytes[$d]}" - "${restore_cmd[@]}"
 		verify "$d" "$rdir"
 		discard "$rdir"
@@ -471,6 +473,23 @@ warm() {
 	pg) "${pg_dump_cmd[@]}" > /dev/null ;;
 	*) tar cf - -C "$(dirname "${path[$1]}")" "$(basename "${path[$1]}")" | cat > /dev/null ;;
 	esac
+}
+
+# warm_repo REPO DIR: read a repository (as size_of names it) and the
+# tool's local state in DIR once, untimed, right before a restore from it,
+# so that every tool restores from the page cache: this machine pages out
+# what was not touched for a minute, and the steps between a backup and its
+# restore can take longer than that.
+warm_repo() {
+	local src=$1
+	case $1 in
+	minio:*)
+		local i=${1#minio:} b
+		b=${i#*:} i=${i%%:*}
+		src=$servers/minio/minio-$i/data/$b
+		;;
+	esac
+	find "$src" "$2" -type f -exec cat {} + > /dev/null 2>&1 || true
 }
 
 rm -rf "$trash" "$RESTORE_DIR" # left by an interrupted run
