@@ -488,22 +488,33 @@ func meterUploads(r *repo.Repository) []gauge {
 // file twice. Otherwise the paths are walked in the background, and until
 // that is done the total is unknown.
 func backupGauges(ctx context.Context, r *repo.Repository, paths, excludes []string, prev *backup.Cache, p *backup.Progress) []gauge {
-	var total atomic.Int64
+	g := gauge{
+		name: "backup",
+		done: func() int64 { return int64(p.ReadBytes.Load() + p.SkippedBytes.Load()) },
+	}
 	if n, ok := cachedBytes(prev, excludes); ok {
-		total.Store(n)
+		g.total = upTo(n, g.done)
 	} else {
+		var total atomic.Int64
 		go func() {
 			if n, err := estimateBytes(ctx, paths, excludes); err == nil {
 				total.Store(n)
 			}
 		}()
+		g.total = total.Load
 	}
-	gs := []gauge{{
-		name:  "backup",
-		done:  func() int64 { return int64(p.ReadBytes.Load() + p.SkippedBytes.Load()) },
-		total: total.Load,
-	}}
-	return append(gs, meterUploads(r)...)
+	return append([]gauge{g}, meterUploads(r)...)
+}
+
+// upTo is the total of a gauge estimated at n: n until done passes it, then
+// unknown (0), since the estimate was too low and the end is not reached.
+func upTo(n int64, done func() int64) func() int64 {
+	return func() int64 {
+		if done() > n {
+			return 0
+		}
+		return n
+	}
 }
 
 // cachedBytes adds up the file sizes a previous snapshot's cache holds, if

@@ -185,3 +185,16 @@ func TestCachedBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestUpTo: an estimate from the previous snapshot holds until the backup
+// has done more; then the total is unknown rather than reached.
+func TestUpTo(t *testing.T) {
+	done := &value{}
+	total := upTo(1000, done.get)
+	for _, tc := range []struct{ done, want int64 }{{0, 1000}, {1000, 1000}, {1001, 0}} {
+		done.n = tc.done
+		if got := total(); got != tc.want {
+			t.Errorf("done %d: total = %d, want %d", tc.done, got, tc.want)
+		}
+	}
+}
