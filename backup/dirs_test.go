@@ -2,8 +2,11 @@ package backup
 
 import (
 	"context"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -177,4 +180,80 @@ func TestUnchangedDirectoryReused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestParallelWalkKeepsTree backs up a tree with more directories than
+// there are listers (so that some are listed inline) and checks that the
+// snapshot holds every entry in order, and that a second backup reuses
+// every directory and comes back with the same root tree.
+func TestParallelWalkKeepsTree(t *testing.T) {
+	e := newDirEnv(t)
+	for i := range 30 {
+		for j := range 3 {
+			e.write(fmt.Sprintf("wide/d%02d/s%d/f.txt", i, j), fmt.Sprintf("file %d %d", i, j))
+		}
+		e.write(fmt.Sprintf("wide/d%02d/g.txt", i), "g")
+	}
+	deep := "deep"
+	for i := range 12 {
+		deep = filepath.Join(deep, fmt.Sprintf("l%d", i))
+		e.write(filepath.Join(deep, "h.txt"), deep)
+	}
+	var want []string
+	filepath.WalkDir(e.src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p != e.src {
+			rel, _ := filepath.Rel(e.src, p)
+			want = append(want, rel)
+		}
+		return nil
+	})
+
+	first, _ := e.backup(nil)
+	r, err := repo.Open(context.Background(), e.regions(), repo.Keys{Recovery: []age.Identity{e.id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got []string
+	var list func(id crypt.ID, rel string)
+	list = func(id crypt.ID, rel string) {
+		tree, err := r.LoadTree(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range tree.Nodes {
+			p := filepath.Join(rel, string(n.Name))
+			got = append(got, p)
+			if n.Subtree != nil {
+				list(*n.Subtree, p)
+			}
+		}
+	}
+	list(e.subtree(first.Snapshot, ""), "")
+	if !slices.Equal(got, want) {
+		t.Fatalf("snapshot holds %d entries, the source %d; first differences: %v", len(got), len(want), firstDiff(got, want))
+	}
+
+	second, read := e.backup(first.Cache)
+	if read != 0 {
+		t.Errorf("second backup read %d bytes of unchanged files", read)
+	}
+	if second.Snapshot.Tree != first.Snapshot.Tree {
+		t.Errorf("root tree %s after an unchanged backup, %s before", second.Snapshot.Tree, first.Snapshot.Tree)
+	}
+	if len(second.Cache.Dirs) != len(first.Cache.Dirs) {
+		t.Errorf("%d directories cached after the second backup, %d after the first", len(second.Cache.Dirs), len(first.Cache.Dirs))
+	}
+}
+
+func firstDiff(a, b []string) []string {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return []string{a[i], b[i]}
+		}
+	}
+	return nil
 }
