@@ -16,6 +16,7 @@ type CacheEntry struct {
 	Inode   uint64
 	Dev     uint64
 	Content []crypt.ID
+	Hash    crypt.ID
 }
 
 // DirEntry is what the previous snapshot stored for one directory: its

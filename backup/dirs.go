@@ -86,7 +86,7 @@ func (b *backuper) carryFiles(children []child) bool {
 	for _, c := range children {
 		if c.st.mode.IsRegular() {
 			e := b.prev.Files[c.abs]
-			b.remember(c.abs, c.st, e.Content)
+			b.remember(c.abs, c.st, e.Content, e.Hash)
 			b.done(c.st.size, false)
 			b.progress.Skipped.Add(1)
 			b.progress.SkippedBytes.Add(uint64(c.st.size))

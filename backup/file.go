@@ -33,8 +33,8 @@ func (b *backuper) saveFile(job fileJob, ch *chunk.Chunker) (*repo.Node, error) 
 	n.Sparse = job.st.blocks*512 < job.st.size
 
 	if e, ok := b.unchanged(job); ok {
-		n.Content = e.Content
-		b.remember(job.abs, job.st, e.Content)
+		n.Content, n.Hash = e.Content, &e.Hash
+		b.remember(job.abs, job.st, e.Content, e.Hash)
 		b.done(job.st.size, false)
 		b.progress.Skipped.Add(1)
 		b.progress.SkippedBytes.Add(uint64(job.st.size))
@@ -42,12 +42,12 @@ func (b *backuper) saveFile(job fileJob, ch *chunk.Chunker) (*repo.Node, error) 
 	}
 
 	for attempt := 1; ; attempt++ {
-		content, st, err := b.readFile(job, ch)
+		content, hash, st, err := b.readFile(job, ch)
 		switch {
 		case err == nil:
-			n.Content = content
+			n.Content, n.Hash = content, &hash
 			n.Size, n.MTime, n.Mode = uint64(st.size), st.mtime, st.perm
-			b.remember(job.abs, st, content)
+			b.remember(job.abs, st, content, hash)
 			b.done(st.size, true)
 			return &n, nil
 		case errors.Is(err, errChanged) && attempt < maxAttempts:
@@ -56,7 +56,7 @@ func (b *backuper) saveFile(job fileJob, ch *chunk.Chunker) (*repo.Node, error) 
 			// Store what the last read saw, marked by the warning: never
 			// silently torn.
 			b.warn(job.abs, fmt.Errorf("%w %d times; stored the last read", err, maxAttempts))
-			n.Content = content
+			n.Content, n.Hash = content, &hash
 			n.Size, n.MTime = uint64(st.size), st.mtime
 			b.done(st.size, true)
 			return &n, nil
@@ -82,22 +82,24 @@ func isRepoErr(err error) bool {
 }
 
 // readFile reads and stores the content of job's file and returns its chunk
-// IDs and its metadata after the read. It returns
+// IDs, its keyed content hash and its metadata after the read. It returns
 // errChanged (with the data read) when the file changed during the read.
-func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, stat, error) {
+func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.ID, stat, error) {
 	f, err := os.OpenFile(job.abs, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, stat{}, err
+		return nil, crypt.ID{}, stat{}, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, stat{}, err
+		return nil, crypt.ID{}, stat{}, err
 	}
 	before := statOf(fi)
 	if !before.mode.IsRegular() || before.ino != job.st.ino {
-		return nil, stat{}, fmt.Errorf("replaced by another file while backing up")
+		return nil, crypt.ID{}, stat{}, fmt.Errorf("replaced by another file while backing up")
 	}
+	h := b.w.Secrets().ContentKey().New()
+	defer b.w.Secrets().ContentKey().Release(h)
 	var content []crypt.ID
 	ch.Reset(f)
 	var size int64
@@ -109,8 +111,9 @@ func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, stat, e
 		}
 		if err != nil {
 			saves.wait()
-			return nil, stat{}, err
+			return nil, crypt.ID{}, stat{}, err
 		}
+		h.Write(data)
 		id := b.w.Secrets().BlobID(data)
 		content = append(content, id)
 		size += int64(len(data))
@@ -120,18 +123,20 @@ func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, stat, e
 		}
 	}
 	if err := saves.wait(); err != nil {
-		return nil, stat{}, &repoError{err}
+		return nil, crypt.ID{}, stat{}, &repoError{err}
 	}
+	var sum crypt.ID
+	h.Sum(sum[:0])
 	fi, err = f.Stat()
 	if err != nil {
-		return nil, stat{}, err
+		return nil, crypt.ID{}, stat{}, err
 	}
 	after := statOf(fi)
 	if after.size != size || after.mtime != before.mtime || after.ctime != before.ctime {
 		after.size = size
-		return content, after, errChanged
+		return content, sum, after, errChanged
 	}
-	return content, after, nil
+	return content, sum, after, nil
 }
 
 // fileSaves tracks the chunk saves of one file.
@@ -210,9 +215,9 @@ func (b *backuper) unchanged(job fileJob) (CacheEntry, bool) {
 	return e, true
 }
 
-func (b *backuper) remember(abs string, st stat, content []crypt.ID) {
+func (b *backuper) remember(abs string, st stat, content []crypt.ID, hash crypt.ID) {
 	b.nextMu.Lock()
-	b.next.Files[abs] = CacheEntry{Size: st.size, MTime: st.mtime, CTime: st.ctime, Inode: st.ino, Dev: st.dev, Content: content}
+	b.next.Files[abs] = CacheEntry{Size: st.size, MTime: st.mtime, CTime: st.ctime, Inode: st.ino, Dev: st.dev, Content: content, Hash: hash}
 	b.nextMu.Unlock()
 }
 

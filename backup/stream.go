@@ -37,6 +37,8 @@ func Stream(ctx context.Context, r *repo.Repository, name string, src io.Reader,
 		return nil, err
 	}
 	ch.Reset(src)
+	h := w.Secrets().ContentKey().New()
+	defer w.Secrets().ContentKey().Release(h)
 	var content []crypt.ID
 	var size uint64
 	// Chunks are compressed and packed on other goroutines while this one
@@ -54,6 +56,7 @@ func Stream(ctx context.Context, r *repo.Repository, name string, src io.Reader,
 			w.Abort()
 			return nil, fmt.Errorf("backup: read %s: %w", name, err)
 		}
+		h.Write(data)
 		id := w.Secrets().BlobID(data)
 		if !w.Known(id) {
 			saver.save(saves, id, data)
@@ -71,10 +74,12 @@ func Stream(ctx context.Context, r *repo.Repository, name string, src io.Reader,
 		w.Abort()
 		return nil, err
 	}
+	var sum crypt.ID
+	h.Sum(sum[:0])
 	node := repo.Node{
 		Name: []byte(name), Type: repo.NodeFile, Mode: 0o600,
 		UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
-		MTime: opts.Time.UnixNano(), Size: size, Content: content,
+		MTime: opts.Time.UnixNano(), Size: size, Content: content, Hash: &sum,
 	}
 	tree, err := repo.EncodeTree(&repo.Tree{Nodes: []repo.Node{node}})
 	if err != nil {

@@ -2,9 +2,9 @@
 // else: keyed hashes, age sealing, Ed25519 signatures and the key files that
 // carry identities.
 //
-//   - Keyed hashes ([Key.Sum], [Key.New]) are BLAKE3 in keyed mode. Chunk IDs
-//     and tree IDs are keyed, so a storage operator cannot confirm that a
-//     known file is in the backup.
+//   - Keyed hashes ([Key.Sum], [Key.New]) are BLAKE3 in keyed mode. Chunk IDs,
+//     tree IDs and whole-file content hashes are keyed, so a storage operator
+//     cannot confirm that a known file is in the backup.
 //   - Sealing ([Seal], [Open], [OpenAt]) is age: one header per object, a
 //     payload in 64 KiB authenticated chunks that can be read at any offset.
 //     [FileKey] unwraps a header once so that later reads of the same object

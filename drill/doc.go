@@ -18,8 +18,8 @@
 //     needs is present in the region with the size the index gives;
 //  3. restores a sample of its files (chosen by weight of size, the same
 //     for the same seed; all of them at 100%) into scratch space, every
-//     chunk verified against its keyed ID and every file's size (see
-//     restore.Content), and removes the scratch space;
+//     chunk verified against its keyed ID and every file against its
+//     keyed content hash, and removes the scratch space;
 //  4. derives RPO (now minus the snapshot's time) and RTO (time to first
 //     byte, plus the snapshot's size at the throughput measured in step 3).
 //

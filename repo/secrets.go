@@ -24,7 +24,7 @@ type Secrets struct {
 
 	chunkID crypt.Key // keyed chunk and tree IDs
 	chunker crypt.Key // keyed chunk boundaries
-	content crypt.Key // keyed whole-file content hashes (Node.Hash, older snapshots)
+	content crypt.Key // keyed whole-file content hashes
 }
 
 func newSecrets(master crypt.Key) *Secrets {
@@ -51,8 +51,7 @@ func (s *Secrets) BlobID(data []byte) crypt.ID { return s.chunkID.Sum(data) }
 // ChunkerKey keys the content-defined chunker.
 func (s *Secrets) ChunkerKey() []byte { return s.chunker[:] }
 
-// ContentKey keys the whole-file content hashes of older snapshots
-// (Node.Hash), which nothing checks: each chunk is verified against its ID.
+// ContentKey keys whole-file content hashes.
 func (s *Secrets) ContentKey() *crypt.Key { return &s.content }
 
 type secretsFile struct {

@@ -33,7 +33,7 @@ type Node struct {
 	MTime      int64      `json:"mtime"` // nanoseconds since the epoch
 	Size       uint64     `json:"size,omitempty"`
 	Content    []crypt.ID `json:"content,omitempty"` // file: chunk IDs in order
-	Hash       *crypt.ID  `json:"hash,omitempty"`    // file: keyed hash of the whole content; only in older snapshots, and not checked: the chunk IDs are
+	Hash       *crypt.ID  `json:"hash,omitempty"`    // file: keyed hash of the whole content
 	Sparse     bool       `json:"sparse,omitempty"`  // file: had holes; restore recreates them
 	Subtree    *crypt.ID  `json:"subtree,omitempty"` // dir: tree blob ID
 	LinkTarget []byte     `json:"link_target,omitempty"`

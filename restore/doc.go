@@ -3,11 +3,10 @@
 //
 // Run walks the snapshot's trees in one goroutine, creating directories as
 // it goes, and hands each regular file to a fixed pool of workers. A worker
-// writes a file under a temporary name in its final directory, each chunk
-// verified against its keyed ID as it is loaded (the tree, verified itself,
-// lists the IDs in order), checks its size against the tree, sets its
-// metadata and only then renames it into place: a file with its final name
-// is complete and the snapshot's byte for byte.
+// writes a file under a temporary name in its final directory, verifies its
+// size and keyed content hash against the tree (each chunk was already
+// verified against its keyed ID when it was loaded), sets its metadata and
+// only then renames it into place: a file with its final name is complete.
 // Directory metadata is set last, deepest first, so writing into a
 // directory never disturbs its restored times or a read-only mode.
 //

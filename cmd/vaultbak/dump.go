@@ -16,7 +16,7 @@ func newDumpCmd(g *globals) *cobra.Command {
 		Use:   "dump SNAPSHOT|latest PATH",
 		Short: "Write one file of a snapshot to standard output, verified",
 		Long: `Write one file of a snapshot to standard output. Every chunk is verified
-before it is written and the content's size at the end; a failed
+before it is written and the whole content at the end; a failed
 verification exits 4. A reader at the other end of a pipe sees only an
 early end of input, though: to load a stream into a database use
 'restore --to-command', which stops the loader when verification fails.`,

@@ -28,8 +28,8 @@ func newRestoreCmd(g *globals) *cobra.Command {
 		Short: "Restore a snapshot into a directory, verified (needs the recovery identity)",
 		Long: `Restore a snapshot into --target. Paths are restored below the target as
 they were on the host (/home/a/x becomes DIR/home/a/x). Every chunk is
-verified against its keyed ID, which the snapshot's signed trees list in
-order, and every file's size, before the file takes its final name.
+verified against its keyed ID and every file against its content hash
+before it takes its final name.
 
 --at TIME (RFC 3339, or "2006-01-02 15:04") with "latest" picks the newest
 snapshot at or before TIME, among --host/--set/--tag when given.
