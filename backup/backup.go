@@ -339,6 +339,12 @@ func (b *backuper) walkDir(abs, name string, st stat) *future {
 	kids := make([]*future, len(children))
 	var cache *dirCache
 	var subs sync.WaitGroup
+	lastDir := -1 // walked inline: a chain of single subdirectories takes no lister
+	for i, c := range children {
+		if c.st.mode.IsDir() {
+			lastDir = i
+		}
+	}
 	if clean {
 		cache = &dirCache{abs: abs, digest: dirDigest(children)}
 		// Unchanged (see dirs.go): the subdirectories first, as each
@@ -346,7 +352,7 @@ func (b *backuper) walkDir(abs, name string, st stat) *future {
 		if prev, ok := b.prevDir(abs); ok && prev.Digest == cache.digest && b.w.Known(prev.Tree) {
 			for i, c := range children {
 				if c.st.mode.IsDir() {
-					b.walkSub(c, &kids[i], &subs)
+					b.walkSub(c, &kids[i], &subs, i == lastDir)
 				}
 			}
 			subs.Wait()
@@ -363,7 +369,7 @@ func (b *backuper) walkDir(abs, name string, st stat) *future {
 		switch {
 		case kids[i] != nil:
 		case c.st.mode.IsDir():
-			b.walkSub(c, &kids[i], &subs)
+			b.walkSub(c, &kids[i], &subs, i == lastDir)
 		default:
 			kids[i] = b.entry(c.abs, c.name, c.fi)
 		}
@@ -378,9 +384,16 @@ func (b *backuper) walkDir(abs, name string, st stat) *future {
 const dirListers = 8
 
 // walkSub walks the subdirectory c into *kid: on a goroutine of its own
-// when a lister is free (subs tells when it is done), otherwise inline, so
-// that a walk waiting for its subdirectories never waits for a lister.
-func (b *backuper) walkSub(c child, kid **future, subs *sync.WaitGroup) {
+// when a lister is free (subs tells when it is done), otherwise, or when
+// inline is set, on this one, so that a walk waiting for its subdirectories
+// never waits for a lister. (errgroup's TryGo would bound the goroutines
+// the same way, but its Wait is for the whole group; each directory waits
+// for its own subdirectories only.)
+func (b *backuper) walkSub(c child, kid **future, subs *sync.WaitGroup, inline bool) {
+	if inline {
+		*kid = b.entry(c.abs, c.name, c.fi)
+		return
+	}
 	select {
 	case b.listers <- struct{}{}:
 		subs.Add(1)

@@ -426,6 +426,7 @@ run_multi() {
 	rm -rf "$dir" && mkdir -p "$dir"
 	vaultbak_config "$dir" 1 2 3
 	"$vbin" --config "$dir/vaultbak.yaml" init --host bench --recovery-recipient-file "$BENCH_DIR/recovery.key" > /dev/null
+	warm "$d"
 	backup_cmd vaultbak "$d"
 	measure vaultbak minio3 "$d" backup "$rep" "${bytes[$d]}" "minio:1:$(basename "$dir")" "${cmd[@]}"
 	rm -rf "$dir"
@@ -442,6 +443,7 @@ run_multi() {
 		for i in 1 2; do
 			restic -r "s3:${minio[$i]}/$b" init --repository-version 2 --from-repo "$RESTIC_REPOSITORY" --copy-chunker-params > /dev/null
 		done
+		warm "$d"
 		backup_cmd restic "$d"
 		# shellcheck disable=SC2016 # the script takes its arguments as $1…
 		measure restic minio3 "$d" backup "$rep" "${bytes[$d]}" "minio:1:$b" bash -c '"${@:3}" && restic -r "$1" copy --from-repo "$RESTIC_REPOSITORY" && restic -r "$2" copy --from-repo "$RESTIC_REPOSITORY"' _ "s3:${minio[1]}/$b" "s3:${minio[2]}/$b" "${cmd[@]}"
@@ -481,15 +483,15 @@ warm() {
 # what was not touched for a minute, and the steps between a backup and its
 # restore can take longer than that.
 warm_repo() {
-	local src=$1
+	local dirs=("$2") # a local region is inside DIR
 	case $1 in
 	minio:*)
 		local i=${1#minio:} b
 		b=${i#*:} i=${i%%:*}
-		src=$servers/minio/minio-$i/data/$b
+		dirs+=("$servers/minio/minio-$i/data/$b")
 		;;
 	esac
-	find "$src" "$2" -type f -exec cat {} + > /dev/null 2>&1 || true
+	find "${dirs[@]}" -type f -exec cat {} + > /dev/null 2>&1 || true
 }
 
 rm -rf "$trash" "$RESTORE_DIR" # left by an interrupted run
