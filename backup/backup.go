@@ -80,8 +80,8 @@ type backuper struct {
 	warnings atomic.Int64
 	jobs     chan fileJob
 	dirs     sync.WaitGroup
-	// listers bounds the directories listed at once besides the walk's
-	// own goroutine (see walkSub).
+	// listers bounds the directories listed ahead of the walk (see
+	// listAhead).
 	listers chan struct{}
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
@@ -261,7 +261,7 @@ func (b *backuper) walkVirtual(abs, name string, v *vdir) *future {
 		if err != nil {
 			return resolved(nil, fmt.Errorf("backup: %w", err))
 		}
-		return b.entry(abs, name, fi)
+		return b.entry(abs, name, fi, nil)
 	}
 	fi, err := os.Lstat(abs)
 	if err != nil {
@@ -279,8 +279,9 @@ func (b *backuper) walkVirtual(abs, name string, v *vdir) *future {
 	return b.finishDir(abs, name, statOf(fi), kids, nil)
 }
 
-// entry returns the future node of one real entry.
-func (b *backuper) entry(abs, name string, fi fs.FileInfo) *future {
+// entry returns the future node of one real entry; for a directory, pre is
+// its listing when one was started ahead (see listAhead), or nil.
+func (b *backuper) entry(abs, name string, fi fs.FileInfo, pre *listing) *future {
 	if b.ctx.Err() != nil {
 		return resolved(nil, context.Cause(b.ctx))
 	}
@@ -295,7 +296,7 @@ func (b *backuper) entry(abs, name string, fi fs.FileInfo) *future {
 		}
 		return f
 	case st.mode.IsDir():
-		return b.walkDir(abs, name, st)
+		return b.walkDir(abs, name, st, pre)
 	case st.mode&fs.ModeSymlink != 0:
 		target, err := os.Readlink(abs)
 		if err != nil {
@@ -311,16 +312,29 @@ func (b *backuper) entry(abs, name string, fi fs.FileInfo) *future {
 	}
 }
 
-func (b *backuper) walkDir(abs, name string, st stat) *future {
+// listing is what listing one directory found: its entries that the
+// excludes leave in, each lstat'ed. clean: listed in full, so that the
+// directory may be cached; skip: nothing could be listed.
+type listing struct {
+	done     chan struct{}
+	children []child
+	clean    bool
+	skip     bool
+}
+
+// list reads the directory abs and lstat's its entries into l.
+func (b *backuper) list(abs string, l *listing) {
+	defer close(l.done)
 	ents, err := os.ReadDir(abs)
-	clean := err == nil // listed in full: may be cached
+	l.clean = err == nil
 	if err != nil {
 		b.warn(abs, err)
 		if ents == nil {
-			return resolved(nil, nil)
+			l.skip = true
+			return
 		}
 	}
-	children := make([]child, 0, len(ents))
+	l.children = make([]child, 0, len(ents))
 	for _, de := range ents {
 		abs := filepath.Join(abs, de.Name())
 		if b.excl.Excluded(abs) {
@@ -330,83 +344,97 @@ func (b *backuper) walkDir(abs, name string, st stat) *future {
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
 				b.warn(abs, err)
-				clean = false
+				l.clean = false
 			}
 			continue
 		}
-		children = append(children, child{abs: abs, name: de.Name(), fi: fi, st: statOf(fi)})
+		l.children = append(l.children, child{abs: abs, name: de.Name(), fi: fi, st: statOf(fi)})
 	}
-	kids := make([]*future, len(children))
-	var cache *dirCache
-	var subs sync.WaitGroup
-	lastDir := -1 // walked inline: a chain of single subdirectories takes no lister
-	for i, c := range children {
-		if c.st.mode.IsDir() {
-			lastDir = i
+}
+
+// listAhead starts listing the directory abs on a goroutine of its own when
+// one of the listers is free, and returns nil otherwise (the walk then
+// lists it itself when it gets there).
+func (b *backuper) listAhead(abs string) *listing {
+	select {
+	case b.listers <- struct{}{}:
+	default:
+		return nil
+	}
+	l := &listing{done: make(chan struct{})}
+	go func() {
+		defer func() { <-b.listers }()
+		b.list(abs, l)
+	}()
+	return l
+}
+
+// dirListers is how many directories are listed (read and their entries
+// lstat'ed) ahead of the walk at once. The walk itself goes depth first on
+// one goroutine, so that files reach the workers, and their chunks the
+// packs, in the order a restore reads them; a walk of an unchanged tree is
+// nothing but these system calls, and they run in parallel.
+const dirListers = 8
+
+// walkDir returns the future node of the directory abs; pre is its listing
+// when one was started ahead.
+func (b *backuper) walkDir(abs, name string, st stat, pre *listing) *future {
+	l := pre
+	if l == nil {
+		l = &listing{done: make(chan struct{})}
+		b.list(abs, l)
+	}
+	<-l.done
+	if l.skip {
+		return resolved(nil, nil)
+	}
+	children := l.children
+	// Listings of the subdirectories are started ahead of the walk, as
+	// many as there are free listers, and topped up before each one is
+	// walked (one not started by then is listed by the walk itself).
+	ahead := make([]*listing, len(children))
+	next := 0 // the first child not yet considered for listing ahead
+	fill := func() {
+		for ; next < len(children); next++ {
+			if children[next].st.mode.IsDir() {
+				if ahead[next] = b.listAhead(children[next].abs); ahead[next] == nil {
+					return
+				}
+			}
 		}
 	}
-	if clean {
+	walk := func(i int) *future {
+		next = max(next, i+1)
+		fill()
+		c := children[i]
+		return b.entry(c.abs, c.name, c.fi, ahead[i])
+	}
+	fill()
+	kids := make([]*future, len(children))
+	var cache *dirCache
+	if l.clean {
 		cache = &dirCache{abs: abs, digest: dirDigest(children)}
 		// Unchanged (see dirs.go): the subdirectories first, as each
 		// must be unchanged too; they are walked either way.
 		if prev, ok := b.prevDir(abs); ok && prev.Digest == cache.digest && b.w.Known(prev.Tree) {
-			for i, c := range children {
-				if c.st.mode.IsDir() {
-					b.walkSub(c, &kids[i], &subs, i == lastDir)
-				}
-			}
-			subs.Wait()
 			same := true
 			for i, c := range children {
-				same = same && (!c.st.mode.IsDir() || kids[i].reused)
+				if c.st.mode.IsDir() {
+					kids[i] = walk(i)
+					same = same && kids[i].reused
+				}
 			}
 			if same && b.carryFiles(children) {
 				return b.reusedDir(abs, name, st, prev)
 			}
 		}
 	}
-	for i, c := range children {
-		switch {
-		case kids[i] != nil:
-		case c.st.mode.IsDir():
-			b.walkSub(c, &kids[i], &subs, i == lastDir)
-		default:
-			kids[i] = b.entry(c.abs, c.name, c.fi)
+	for i := range children {
+		if kids[i] == nil {
+			kids[i] = walk(i)
 		}
 	}
-	subs.Wait()
 	return b.finishDir(abs, name, st, kids, cache)
-}
-
-// dirListers is how many subdirectories are listed (read and lstat'ed) at
-// once beside the walk itself. The walk of an unchanged tree is nothing but
-// these system calls, so it goes as fast as they can run in parallel.
-const dirListers = 8
-
-// walkSub walks the subdirectory c into *kid: on a goroutine of its own
-// when a lister is free (subs tells when it is done), otherwise, or when
-// inline is set, on this one, so that a walk waiting for its subdirectories
-// never waits for a lister. (errgroup's TryGo would bound the goroutines
-// the same way, but its Wait is for the whole group; each directory waits
-// for its own subdirectories only.)
-func (b *backuper) walkSub(c child, kid **future, subs *sync.WaitGroup, inline bool) {
-	if inline {
-		*kid = b.entry(c.abs, c.name, c.fi)
-		return
-	}
-	select {
-	case b.listers <- struct{}{}:
-		subs.Add(1)
-		go func() {
-			defer func() {
-				<-b.listers
-				subs.Done()
-			}()
-			*kid = b.entry(c.abs, c.name, c.fi)
-		}()
-	default:
-		*kid = b.entry(c.abs, c.name, c.fi)
-	}
 }
 
 // finishDir returns the future node of a directory whose entries are kids;

@@ -183,9 +183,10 @@ func TestUnchangedDirectoryReused(t *testing.T) {
 }
 
 // TestParallelWalkKeepsTree backs up a tree with more directories than
-// there are listers (so that some are listed inline) and checks that the
-// snapshot holds every entry in order, and that a second backup reuses
-// every directory and comes back with the same root tree.
+// there are listers (so that some are listed ahead and some by the walk
+// itself) and checks that the snapshot holds every entry in order, and that
+// a second backup reuses every directory and comes back with the same root
+// tree.
 func TestParallelWalkKeepsTree(t *testing.T) {
 	e := newDirEnv(t)
 	for i := range 30 {
