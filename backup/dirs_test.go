@@ -182,12 +182,12 @@ func TestUnchangedDirectoryReused(t *testing.T) {
 	}
 }
 
-// TestParallelWalkKeepsTree backs up a tree with more directories than
+// TestListAheadKeepsTree backs up a tree with more directories than
 // there are listers (so that some are listed ahead and some by the walk
 // itself) and checks that the snapshot holds every entry in order, and that
 // a second backup reuses every directory and comes back with the same root
 // tree.
-func TestParallelWalkKeepsTree(t *testing.T) {
+func TestListAheadKeepsTree(t *testing.T) {
 	e := newDirEnv(t)
 	for i := range 30 {
 		for j := range 3 {

@@ -414,7 +414,6 @@ func (rs *restorer) restoreSpecial(dst, p string, n *repo.Node) error {
 	return nil
 }
 
-// setMeta restores owner (as root), mode and modification time.
 // setFileMeta is setMeta for a regular file being restored, through its
 // open descriptor f (dst names it in errors); its times are set last, by
 // name, once nothing more is written.
@@ -434,6 +433,7 @@ func (rs *restorer) setFileMeta(f *os.File, dst string, n *repo.Node) error {
 	return nil
 }
 
+// setMeta restores owner (as root), mode and modification time.
 func (rs *restorer) setMeta(p string, n *repo.Node, symlink bool) error {
 	if rs.root {
 		if err := os.Lchown(p, int(n.UID), int(n.GID)); err != nil {
