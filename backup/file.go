@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"runtime"
 	"sync"
 	"syscall"
@@ -84,24 +84,31 @@ func isRepoErr(err error) bool {
 // readFile reads and stores the content of job's file and returns its chunk
 // IDs, its keyed content hash and its metadata after the read. It returns
 // errChanged (with the data read) when the file changed during the read.
+//
+// The file is read through its descriptor with plain system calls rather
+// than an os.File, which would try to register it with the network poller
+// (an epoll_ctl that fails for a regular file), and no further than the
+// size fstat gave, which saves the read that would only find the end: a
+// file that grew meanwhile is caught by the fstat after the read.
 func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.ID, stat, error) {
-	f, err := os.OpenFile(job.abs, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
+	fd, err := ignoringEINTR(func() (int, error) {
+		return syscall.Open(job.abs, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOCTTY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	})
+	if err != nil {
+		return nil, crypt.ID{}, stat{}, &fs.PathError{Op: "open", Path: job.abs, Err: err}
+	}
+	defer syscall.Close(fd)
+	before, err := fstat(fd, job)
 	if err != nil {
 		return nil, crypt.ID{}, stat{}, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, crypt.ID{}, stat{}, err
-	}
-	before := statOf(fi)
-	if !before.mode.IsRegular() || before.ino != job.st.ino {
+	if before.ino != job.st.ino {
 		return nil, crypt.ID{}, stat{}, fmt.Errorf("replaced by another file while backing up")
 	}
 	h := b.w.Secrets().ContentKey().New()
 	defer b.w.Secrets().ContentKey().Release(h)
 	var content []crypt.ID
-	ch.Reset(f)
+	ch.Reset(&fdReader{fd: fd, path: job.abs, left: before.size})
 	var size int64
 	saves := &fileSaves{}
 	for {
@@ -127,16 +134,64 @@ func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.I
 	}
 	var sum crypt.ID
 	h.Sum(sum[:0])
-	fi, err = f.Stat()
+	after, err := fstat(fd, job)
 	if err != nil {
 		return nil, crypt.ID{}, stat{}, err
 	}
-	after := statOf(fi)
 	if after.size != size || after.mtime != before.mtime || after.ctime != before.ctime {
 		after.size = size
 		return content, sum, after, errChanged
 	}
 	return content, sum, after, nil
+}
+
+// fstat returns the metadata of the open file fd, which the walk found to be
+// job's regular file; anything else there now is an error.
+func fstat(fd int, job fileJob) (stat, error) {
+	var sys syscall.Stat_t
+	if _, err := ignoringEINTR(func() (int, error) { return 0, syscall.Fstat(fd, &sys) }); err != nil {
+		return stat{}, &fs.PathError{Op: "stat", Path: job.abs, Err: err}
+	}
+	if sys.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return stat{}, fmt.Errorf("replaced by another file while backing up")
+	}
+	return statOfSys(job.st.mode, &sys), nil
+}
+
+// fdReader reads an open file up to the size it had when opened.
+type fdReader struct {
+	fd   int
+	path string
+	left int64
+}
+
+func (r *fdReader) Read(p []byte) (int, error) {
+	if r.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := ignoringEINTR(func() (int, error) { return syscall.Read(r.fd, p) })
+	if err != nil {
+		return 0, &fs.PathError{Op: "read", Path: r.path, Err: err}
+	}
+	if n == 0 { // shorter than it was: the fstat after the read tells
+		r.left = 0
+		return 0, io.EOF
+	}
+	r.left -= int64(n)
+	return n, nil
+}
+
+// ignoringEINTR retries a system call interrupted by a signal.
+func ignoringEINTR(call func() (int, error)) (int, error) {
+	for {
+		n, err := call()
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
 }
 
 // fileSaves tracks the chunk saves of one file.

@@ -24,19 +24,29 @@ type stat struct {
 }
 
 func statOf(fi fs.FileInfo) stat {
-	st := stat{mode: fi.Mode(), size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		st.perm = sys.Mode & 0o7777
-		st.uid, st.gid = sys.Uid, sys.Gid
-		st.blocks = sys.Blocks
-		st.ctime = sys.Ctim.Sec*1e9 + sys.Ctim.Nsec
-		st.ino, st.dev = sys.Ino, uint64(sys.Dev)
-		st.nlink = uint64(sys.Nlink)
-		st.rdev = uint64(sys.Rdev)
-	} else {
-		st.perm = uint32(fi.Mode().Perm())
+		return statOfSys(fi.Mode(), sys)
 	}
-	return st
+	return stat{mode: fi.Mode(), size: fi.Size(), mtime: fi.ModTime().UnixNano(), perm: uint32(fi.Mode().Perm())}
+}
+
+// statOfSys is statOf for what a stat system call filled in; mode is the
+// file's mode as fs.FileMode.
+func statOfSys(mode fs.FileMode, sys *syscall.Stat_t) stat {
+	return stat{
+		mode:   mode,
+		size:   sys.Size,
+		mtime:  sys.Mtim.Sec*1e9 + sys.Mtim.Nsec,
+		perm:   sys.Mode & 0o7777,
+		uid:    sys.Uid,
+		gid:    sys.Gid,
+		blocks: sys.Blocks,
+		ctime:  sys.Ctim.Sec*1e9 + sys.Ctim.Nsec,
+		ino:    sys.Ino,
+		dev:    uint64(sys.Dev),
+		nlink:  uint64(sys.Nlink),
+		rdev:   uint64(sys.Rdev),
+	}
 }
 
 // names caches uid and gid lookups.
