@@ -376,6 +376,7 @@ run_tool() {
 		;;
 	esac
 
+	warm_mem "${bytes[$d]}"
 	warm "$d"
 	backup_cmd "$tool" "$d"
 	local step
@@ -408,6 +409,7 @@ run_tool() {
 		restic) restore_cmd=(restic restore "$first" --target "$rdir") ;;
 		borg) restore_cmd=(bash -c 'cd "$1" && borg extract "::$2"' _ "$rdir" "$first") ;;
 		esac
+		warm_mem "${bytes[$d]}"
 		warm_repo "$repo" "$dir"
 		measure "$tool" "$target" "$d" restore "$rep" "${bytes[$d]}" - "${restore_cmd[@]}"
 		verify "$d" "$rdir"
@@ -426,6 +428,7 @@ run_multi() {
 	rm -rf "$dir" && mkdir -p "$dir"
 	vaultbak_config "$dir" 1 2 3
 	"$vbin" --config "$dir/vaultbak.yaml" init --host bench --recovery-recipient-file "$BENCH_DIR/recovery.key" > /dev/null
+	warm_mem $((3 * bytes[$d]))
 	warm "$d"
 	backup_cmd vaultbak "$d"
 	measure vaultbak minio3 "$d" backup "$rep" "${bytes[$d]}" "minio:1:$(basename "$dir")" "${cmd[@]}"
@@ -443,6 +446,7 @@ run_multi() {
 		for i in 1 2; do
 			restic -r "s3:${minio[$i]}/$b" init --repository-version 2 --from-repo "$RESTIC_REPOSITORY" --copy-chunker-params > /dev/null
 		done
+		warm_mem $((3 * bytes[$d]))
 		warm "$d"
 		backup_cmd restic "$d"
 		# shellcheck disable=SC2016 # the script takes its arguments as $1…
@@ -462,6 +466,7 @@ run_refs() { # run_refs DATASET REP: the machine's limits on the same data
 	esac
 	rm -rf "$RESTORE_DIR/copy"
 	mkdir -p "$RESTORE_DIR/copy"
+	warm_mem "${bytes[$d]}"
 	measure ref - "$d" "cp-a" "$rep" "${bytes[$d]}" - cp -a "${path[$d]}" "$RESTORE_DIR/copy/"
 	rm -rf "$RESTORE_DIR/copy"
 }
@@ -492,6 +497,24 @@ warm_repo() {
 		;;
 	esac
 	find "${dirs[@]}" -type f -exec cat {} + > /dev/null 2>&1 || true
+}
+
+# warm_mem BYTES: write BYTES (and 256 MiB for the tool's own memory) into
+# the restore tmpfs and delete them again, untimed, right before a step that
+# allocates that much: a restore into tmpfs, a backup into a region on
+# disk, the cp -a reference. On these virtual machines memory that has been
+# free for a while costs ~2.5 s of system time per GiB on its first touch
+# (reclaiming page cache ~1 s), memory freed just before 0.45 s; without
+# this, cp -a of the 1 GiB file took 1.9-2.4 s instead of 0.5 s, and every
+# tool's restore paid the same extra seconds (see README.md).
+warm_mem() {
+	local mib avail
+	mib=$((($1 >> 20) + 256))
+	avail=$(awk '/MemAvailable/ { print int($2 / 1024) }' /proc/meminfo)
+	[ "$mib" -le $((avail - 2048)) ] || mib=$((avail - 2048))
+	[ "$mib" -gt 0 ] || return 0
+	dd if=/dev/zero of="$RESTORE_DIR/.warm" bs=1M count="$mib" status=none 2> /dev/null || true
+	rm -f "$RESTORE_DIR/.warm"
 }
 
 rm -rf "$trash" "$RESTORE_DIR" # left by an interrupted run
