@@ -215,7 +215,7 @@ revert_big() {
 
 # ---- measuring ----
 
-printf 'tool\ttarget\tdataset\tstep\trep\twall_s\tcpu_s\trss_kib\tbytes\trepo_bytes\tgrowth_bytes\tchanged_bytes\n' > "$raw"
+printf 'tool\ttarget\tdataset\tstep\trep\twall_s\tcpu_s\trss_kib\tbytes\trepo_bytes\tgrowth_bytes\tchanged_bytes\tuser_s\tsys_s\n' > "$raw"
 
 # Restored trees of many files are deleted at the end of the run, not
 # between steps: ext4 allocates inodes slowly right after many were
@@ -274,7 +274,7 @@ measure() {
 	[ "$after" = - ] || growth=$((after - before))
 	local cpu
 	cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$target" "$dataset" "$step" "$rep" "$wall" "$cpu" "$rss" "$nbytes" "$after" "$growth" "$changed" >> "$raw"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$target" "$dataset" "$step" "$rep" "$wall" "$cpu" "$rss" "$nbytes" "$after" "$growth" "$changed" "$user" "$sys" >> "$raw"
 	printf '    %-8s %-7s %-4s %-9s rep %s: %6.2fs wall, %6.2fs cpu, %5d MiB rss\n' "$tool" "$target" "$dataset" "$step" "$rep" "$wall" "$cpu" $((rss / 1024)) >&2
 }
 
