@@ -3,10 +3,12 @@
 //
 // Run walks the snapshot's trees in one goroutine, creating directories as
 // it goes, and hands each regular file to a fixed pool of workers. A worker
-// writes a file under a temporary name in its final directory, verifies its
-// size and keyed content hash against the tree (each chunk was already
-// verified against its keyed ID when it was loaded), sets its metadata and
-// only then renames it into place: a file with its final name is complete.
+// writes a file under a temporary name in its final directory (its chunks
+// are loaded a few at a time, each written at its offset by the goroutine
+// that loaded and verified it against its keyed ID), verifies its size and
+// keyed content hash against the tree (hashing the chunks in order), sets
+// its metadata and only then renames it into place: a file with its final
+// name is complete.
 // Directory metadata is set last, deepest first, so writing into a
 // directory never disturbs its restored times or a read-only mode.
 //

@@ -302,11 +302,17 @@ func (rs *restorer) restoreFile(ctx context.Context, job fileJob) (err error) {
 	if n.Sparse {
 		write = func(b []byte, at int64) (int, error) { return writeSparse(f, b, at) }
 	}
-	err = loadInOrder(ctx, rs.r, n.Content, func(data []byte) error {
-		h.Write(data)
-		if _, err := write(data, off); err != nil {
+	// Each chunk is written at its offset by the goroutine that loaded it,
+	// so that a large file's writes run beside the hashing below; the
+	// content hash still sees the chunks in order.
+	place := func(data []byte, at int64) error {
+		if _, err := write(data, at); err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
+		return nil
+	}
+	err = loadInOrder(ctx, rs.r, n.Content, place, func(data []byte) error {
+		h.Write(data)
 		off += int64(len(data))
 		rs.progress.Bytes.Add(uint64(len(data)))
 		return nil
@@ -480,7 +486,7 @@ func Content(ctx context.Context, r *repo.Repository, p string, n *repo.Node, w 
 	h := r.Secrets().ContentKey().New()
 	defer r.Secrets().ContentKey().Release(h)
 	var size uint64
-	err := loadInOrder(ctx, r, n.Content, func(data []byte) error {
+	err := loadInOrder(ctx, r, n.Content, nil, func(data []byte) error {
 		h.Write(data)
 		if _, err := w.Write(data); err != nil {
 			return fmt.Errorf("write: %w", err)
@@ -512,14 +518,21 @@ const prefetchAhead = 2 * loadAhead
 
 // loadInOrder loads the chunks ids concurrently (at most loadAhead in
 // flight, so memory stays bounded by that many chunks) and calls fn with
-// each, in order, on the caller's goroutine. A chunk passed to fn is valid
-// only during the call.
-func loadInOrder(ctx context.Context, r *repo.Repository, ids []crypt.ID, fn func([]byte) error) error {
+// each, in order, on the caller's goroutine. With place, each chunk is also
+// passed to place on the goroutine that loaded it, with its offset in the
+// stream (the lengths of the chunks before it, as loaded), before fn sees
+// it. A chunk passed to place or fn is valid only during the call.
+func loadInOrder(ctx context.Context, r *repo.Repository, ids []crypt.ID, place func(data []byte, off int64) error, fn func([]byte) error) error {
 	type load struct {
 		buf  *[]byte // from chunkBufs; holds data after the load
 		data []byte
 		err  error
 		done chan struct{}
+		// end is the offset after this chunk, set before ended is closed
+		// (-1 when the chunk did not load: the chunks after it are not
+		// placed).
+		end   int64
+		ended chan struct{}
 	}
 	outer := ctx // prefetches outlive the file
 	ctx, cancel := context.WithCancel(ctx)
@@ -527,21 +540,36 @@ func loadInOrder(ctx context.Context, r *repo.Repository, ids []crypt.ID, fn fun
 	queue := make(chan *load, loadAhead)
 	go func() {
 		defer close(queue)
+		prev := &load{ended: make(chan struct{})} // offset 0
+		close(prev.ended)
 		for i, id := range ids {
 			if i+prefetchAhead < len(ids) {
 				r.Prefetch(outer, ids[i+prefetchAhead])
 			}
-			l := &load{done: make(chan struct{})}
+			l := &load{done: make(chan struct{}), ended: make(chan struct{})}
 			select {
 			case queue <- l:
 			case <-ctx.Done():
 				return
 			}
+			before := prev
 			go func() {
+				defer close(l.done)
 				l.buf = chunkBufs.Get().(*[]byte)
 				l.data, l.err = r.LoadBlob(ctx, id, (*l.buf)[:0])
-				close(l.done)
+				<-before.ended
+				switch {
+				case l.err != nil || before.end < 0:
+					l.end = -1
+				default:
+					l.end = before.end + int64(len(l.data))
+				}
+				close(l.ended)
+				if l.err == nil && place != nil && l.end >= 0 {
+					l.err = place(l.data, l.end-int64(len(l.data)))
+				}
 			}()
+			prev = l
 		}
 	}()
 	var err error
