@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"runtime"
 	"sync"
 	"syscall"
@@ -89,7 +90,8 @@ func isRepoErr(err error) bool {
 // than an os.File, which would try to register it with the network poller
 // (an epoll_ctl that fails for a regular file), and no further than the
 // size fstat gave, which saves the read that would only find the end: a
-// file that grew meanwhile is caught by the fstat after the read.
+// file that grew meanwhile is caught by the fstat after the read. A file
+// fstat calls empty is read to its end.
 func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.ID, stat, error) {
 	fd, err := ignoringEINTR(func() (int, error) {
 		return syscall.Open(job.abs, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOCTTY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
@@ -108,7 +110,13 @@ func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.I
 	h := b.w.Secrets().ContentKey().New()
 	defer b.w.Secrets().ContentKey().Release(h)
 	var content []crypt.ID
-	ch.Reset(&fdReader{fd: fd, path: job.abs, left: before.size})
+	left := before.size
+	if left == 0 {
+		// Files of pseudo file systems (/proc, /sys) state no size:
+		// read them to the end, and let the check below warn.
+		left = math.MaxInt64
+	}
+	ch.Reset(&fdReader{fd: fd, path: job.abs, left: left})
 	var size int64
 	saves := &fileSaves{}
 	for {

@@ -88,3 +88,32 @@ func TestFileChangedWhileRead(t *testing.T) {
 		t.Fatalf("top.txt stored as %+v", n)
 	}
 }
+
+// TestFileWithoutSize backs up a file of /proc, which states a size of 0
+// but has content: it is read to its end and stored as read, with the
+// warning that its size did not match, never silently empty.
+func TestFileWithoutSize(t *testing.T) {
+	const p = "/proc/self/status"
+	if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
+		t.Fatalf("%s: want a regular file stating size 0 (%v, %v)", p, fi, err)
+	}
+	e := newDirEnv(t)
+	r, err := repo.Open(context.Background(), e.regions(), repo.Keys{Host: e.host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var warned []string
+	res, err := Run(context.Background(), r, Options{Paths: []string{p}, Warn: func(path string, err error) {
+		warned = append(warned, path+": "+err.Error())
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Warnings != 1 || !strings.Contains(warned[0], "changed while it was read") {
+		t.Fatalf("warnings %d %q, want one that %s changed while it was read", res.Warnings, warned, p)
+	}
+	if res.Snapshot.Stats.Bytes == 0 {
+		t.Fatalf("%s stored empty", p)
+	}
+}
