@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"runtime"
 	"sync"
 	"syscall"
@@ -86,15 +85,17 @@ func isRepoErr(err error) bool {
 // IDs, its keyed content hash and its metadata after the read. It returns
 // errChanged (with the data read) when the file changed during the read.
 //
-// The file is read through its descriptor with plain system calls rather
-// than an os.File, which would try to register it with the network poller
-// (an epoll_ctl that fails for a regular file), and no further than the
-// size fstat gave, which saves the read that would only find the end: a
-// file that grew meanwhile is caught by the fstat after the read. A file
-// fstat calls empty is read to its end.
+// The file is read to its end through its descriptor with plain system
+// calls rather than an os.File, which would try to register it with the
+// network poller (an epoll_ctl that fails for a regular file). Its size is
+// what the reads returned, never what fstat stated: a file of a pseudo file
+// system (/proc, /sys) states 0, and a file that grew or shrank meanwhile is
+// caught by the fstat after the read.
 func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.ID, stat, error) {
-	fd, err := ignoringEINTR(func() (int, error) {
-		return syscall.Open(job.abs, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOCTTY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	var fd int
+	err := retryEINTR(func() (err error) {
+		fd, err = syscall.Open(job.abs, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOCTTY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+		return err
 	})
 	if err != nil {
 		return nil, crypt.ID{}, stat{}, &fs.PathError{Op: "open", Path: job.abs, Err: err}
@@ -105,18 +106,12 @@ func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.I
 		return nil, crypt.ID{}, stat{}, err
 	}
 	if before.ino != job.st.ino {
-		return nil, crypt.ID{}, stat{}, fmt.Errorf("replaced by another file while backing up")
+		return nil, crypt.ID{}, stat{}, errReplaced
 	}
 	h := b.w.Secrets().ContentKey().New()
 	defer b.w.Secrets().ContentKey().Release(h)
 	var content []crypt.ID
-	left := before.size
-	if left == 0 {
-		// Files of pseudo file systems (/proc, /sys) state no size:
-		// read them to the end, and let the check below warn.
-		left = math.MaxInt64
-	}
-	ch.Reset(&fdReader{fd: fd, path: job.abs, left: left})
+	ch.Reset(&fdReader{fd: fd, path: job.abs})
 	var size int64
 	saves := &fileSaves{}
 	for {
@@ -153,51 +148,54 @@ func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.I
 	return content, sum, after, nil
 }
 
+// errReplaced reports a path that no longer holds the regular file the walk
+// found there.
+var errReplaced = errors.New("replaced by another file while backing up")
+
 // fstat returns the metadata of the open file fd, which the walk found to be
-// job's regular file; anything else there now is an error.
+// job's regular file; anything else there now is errReplaced.
 func fstat(fd int, job fileJob) (stat, error) {
 	var sys syscall.Stat_t
-	if _, err := ignoringEINTR(func() (int, error) { return 0, syscall.Fstat(fd, &sys) }); err != nil {
+	if err := retryEINTR(func() error { return syscall.Fstat(fd, &sys) }); err != nil {
 		return stat{}, &fs.PathError{Op: "stat", Path: job.abs, Err: err}
 	}
 	if sys.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		return stat{}, fmt.Errorf("replaced by another file while backing up")
+		return stat{}, errReplaced
 	}
-	return statOfSys(job.st.mode, &sys), nil
+	return statOfSys(regularMode(sys.Mode), &sys), nil
 }
 
-// fdReader reads an open file up to the size it had when opened.
+// fdReader reads an open file to its end.
 type fdReader struct {
 	fd   int
 	path string
-	left int64
 }
 
+var _ io.Reader = (*fdReader)(nil)
+
 func (r *fdReader) Read(p []byte) (int, error) {
-	if r.left <= 0 {
-		return 0, io.EOF
+	if len(p) == 0 {
+		return 0, nil
 	}
-	if int64(len(p)) > r.left {
-		p = p[:r.left]
-	}
-	n, err := ignoringEINTR(func() (int, error) { return syscall.Read(r.fd, p) })
-	if err != nil {
+	var n int
+	err := retryEINTR(func() (err error) {
+		n, err = syscall.Read(r.fd, p)
+		return err
+	})
+	switch {
+	case err != nil:
 		return 0, &fs.PathError{Op: "read", Path: r.path, Err: err}
-	}
-	if n == 0 { // shorter than it was: the fstat after the read tells
-		r.left = 0
+	case n == 0:
 		return 0, io.EOF
 	}
-	r.left -= int64(n)
 	return n, nil
 }
 
-// ignoringEINTR retries a system call interrupted by a signal.
-func ignoringEINTR(call func() (int, error)) (int, error) {
+// retryEINTR retries a system call interrupted by a signal.
+func retryEINTR(call func() error) error {
 	for {
-		n, err := call()
-		if err != syscall.EINTR {
-			return n, err
+		if err := call(); err != syscall.EINTR {
+			return err
 		}
 	}
 }

@@ -95,7 +95,7 @@ func TestFileChangedWhileRead(t *testing.T) {
 func TestFileWithoutSize(t *testing.T) {
 	const p = "/proc/self/status"
 	if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
-		t.Fatalf("%s: want a regular file stating size 0 (%v, %v)", p, fi, err)
+		t.Skipf("%s: no regular file stating size 0 here (%v, %v)", p, fi, err)
 	}
 	e := newDirEnv(t)
 	r, err := repo.Open(context.Background(), e.regions(), repo.Keys{Host: e.host})

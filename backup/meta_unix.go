@@ -30,6 +30,21 @@ func statOf(fi fs.FileInfo) stat {
 	return stat{mode: fi.Mode(), size: fi.Size(), mtime: fi.ModTime().UnixNano(), perm: uint32(fi.Mode().Perm())}
 }
 
+// regularMode is the fs.FileMode of a regular file whose st_mode is m.
+func regularMode(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	if m&syscall.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&syscall.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&syscall.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
+}
+
 // statOfSys is statOf for what a stat system call filled in; mode is the
 // file's mode as fs.FileMode.
 func statOfSys(mode fs.FileMode, sys *syscall.Stat_t) stat {

@@ -558,15 +558,14 @@ func loadInOrder(ctx context.Context, r *repo.Repository, ids []crypt.ID, place 
 				l.buf = chunkBufs.Get().(*[]byte)
 				l.data, l.err = r.LoadBlob(ctx, id, (*l.buf)[:0])
 				<-before.ended
-				switch {
-				case l.err != nil || before.end < 0:
+				if l.err != nil || before.end < 0 {
 					l.end = -1
-				default:
+				} else {
 					l.end = before.end + int64(len(l.data))
 				}
 				close(l.ended)
-				if l.err == nil && place != nil && l.end >= 0 {
-					l.err = place(l.data, l.end-int64(len(l.data)))
+				if place != nil && l.end >= 0 {
+					l.err = place(l.data, before.end)
 				}
 			}()
 			prev = l
