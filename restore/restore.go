@@ -528,9 +528,9 @@ func loadInOrder(ctx context.Context, r *repo.Repository, ids []crypt.ID, place 
 		data []byte
 		err  error
 		done chan struct{}
-		// end is the offset after this chunk, set before ended is closed
-		// (-1 when the chunk did not load: the chunks after it are not
-		// placed).
+		// end is the offset after this chunk, set before ended is closed;
+		// -1 when this chunk or one before it did not load, and then
+		// neither it nor any chunk after it is placed.
 		end   int64
 		ended chan struct{}
 	}
