@@ -3,6 +3,7 @@ package chunk
 import (
 	"bytes"
 	"io"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -107,4 +108,65 @@ func BenchmarkCut(b *testing.B) {
 			}
 		})
 	}
+}
+
+// serialFirst is the plain scan that fastCut.first computes in two lanes.
+func serialFirst(g *[256]uint64, d []byte, start, from, end int, mask uint64) int {
+	var fp uint64
+	for i := start; i < end; i++ {
+		fp = fp<<1 + g[d[i]]
+		if i >= from && fp&mask == 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// The two lanes find what one scan finds, wherever the cut falls: in
+// either lane, near their edges, in the 63 bytes a lane's hash is started
+// from, or nowhere, for masks that cut every few hundred bytes up to
+// never.
+func TestFirstMatchesSerial(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	d := make([]byte, 64<<10)
+	for i := range d {
+		d[i] = byte(rng.Uint32())
+	}
+	c := &fastCut{g: gearTable(testKey("lanes"))}
+	for _, mask := range []uint64{spacedMask(8), spacedMask(11), spacedMask(13), spacedMask(16), spacedMask(64)} {
+		for range 3000 {
+			start := rng.IntN(len(d))
+			from := start + rng.IntN(min(len(d)-start, 200)+1)
+			if rng.IntN(2) == 0 {
+				from = start + rng.IntN(len(d)-start+1)
+			}
+			end := from + rng.IntN(len(d)-from+1)
+			want := serialFirst(&c.g, d, start, from, end, mask)
+			if got := c.first(d, start, from, end, mask); got != want {
+				t.Fatalf("mask %#x, start %d, from %d, end %d: first cut at %d, serial scan %d", mask, start, from, end, got, want)
+			}
+		}
+	}
+}
+
+// BenchmarkFirst measures the scan alone, without the library's buffering.
+func BenchmarkFirst(b *testing.B) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	d := make([]byte, 8<<20)
+	for i := range d {
+		d[i] = byte(rng.Uint32())
+	}
+	c := &fastCut{g: gearTable(testKey("bench"))}
+	b.Run("serial", func(b *testing.B) {
+		b.SetBytes(int64(len(d)))
+		for b.Loop() {
+			serialFirst(&c.g, d, 0, 0, len(d), math.MaxUint64)
+		}
+	})
+	b.Run("lanes", func(b *testing.B) {
+		b.SetBytes(int64(len(d)))
+		for b.Loop() {
+			c.first(d, 0, 0, len(d), math.MaxUint64)
+		}
+	})
 }
