@@ -1,8 +1,12 @@
 package backup
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/gob"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 
 	"vaultbak/crypt"
@@ -45,10 +49,43 @@ func NewCache(repository string) *Cache {
 	return &Cache{Repository: repository, Files: map[string]CacheEntry{}, Dirs: map[string]DirEntry{}}
 }
 
-// ReadCache decodes a cache written by Encode.
+// The cache file is written in a binary format of its own: gob, which
+// encodes each byte of an ID as a number of its own, took 45-50 ms to
+// encode the cache of the Go tree (15,036 files) and 38-40 ms to decode
+// it, at the end of every backup and the start of the next; this format
+// takes a few milliseconds. A file starts with cacheMagic and ends with the
+// CRC-32C of everything before it, so that a torn or damaged file is
+// refused (and the next backup reads every file) rather than trusted:
+//
+//	cacheMagic
+//	string Repository
+//	uvarint len(Excludes), each a string
+//	uvarint len(Files), each: string path, varint Size, MTime, CTime,
+//	    uvarint Inode, Dev, Hash, uvarint len(Content), each ID
+//	uvarint len(Dirs), each: string path, Digest, Tree
+//	CRC-32C (Castagnoli) of the above, 4 bytes big-endian
+//
+// A string is its length (uvarint) and its bytes; an ID or digest its 32
+// bytes. Caches written by earlier versions in gob are still read.
+const cacheMagic = "vaultbak file cache 1\n"
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ReadCache decodes a cache written by Encode (or, in gob, by an earlier
+// version).
 func ReadCache(r io.Reader) (*Cache, error) {
-	var c Cache
-	if err := gob.NewDecoder(r).Decode(&c); err != nil {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("backup: read file cache: %w", err)
+	}
+	var c *Cache
+	if bytes.HasPrefix(data, []byte(cacheMagic)) {
+		c, err = decodeCache(data)
+	} else {
+		c = new(Cache)
+		err = gob.NewDecoder(bytes.NewReader(data)).Decode(c)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("backup: read file cache: %w", err)
 	}
 	if c.Files == nil {
@@ -57,10 +94,163 @@ func ReadCache(r io.Reader) (*Cache, error) {
 	if c.Dirs == nil {
 		c.Dirs = map[string]DirEntry{}
 	}
-	return &c, nil
+	return c, nil
 }
 
 // Encode writes the cache.
 func (c *Cache) Encode(w io.Writer) error {
-	return gob.NewEncoder(w).Encode(c)
+	size := len(cacheMagic) + 64 + len(c.Repository)
+	for p, e := range c.Files {
+		size += len(p) + 64 + crypt.IDSize*len(e.Content)
+	}
+	size += len(c.Dirs) * (16 + 2*crypt.IDSize)
+	for p := range c.Dirs {
+		size += len(p)
+	}
+	b := make([]byte, 0, size)
+	b = append(b, cacheMagic...)
+	b = appendString(b, c.Repository)
+	b = binary.AppendUvarint(b, uint64(len(c.Excludes)))
+	for _, x := range c.Excludes {
+		b = appendString(b, x)
+	}
+	b = binary.AppendUvarint(b, uint64(len(c.Files)))
+	for p, e := range c.Files {
+		b = appendString(b, p)
+		b = binary.AppendVarint(b, e.Size)
+		b = binary.AppendVarint(b, e.MTime)
+		b = binary.AppendVarint(b, e.CTime)
+		b = binary.AppendUvarint(b, e.Inode)
+		b = binary.AppendUvarint(b, e.Dev)
+		b = append(b, e.Hash[:]...)
+		b = binary.AppendUvarint(b, uint64(len(e.Content)))
+		for _, id := range e.Content {
+			b = append(b, id[:]...)
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(c.Dirs)))
+	for p, d := range c.Dirs {
+		b = appendString(b, p)
+		b = append(b, d.Digest[:]...)
+		b = append(b, d.Tree[:]...)
+	}
+	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	_, err := w.Write(b)
+	return err
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// errCacheFormat reports a cache file that is not what Encode writes.
+var errCacheFormat = errors.New("damaged or truncated")
+
+// decodeCache decodes data, which starts with cacheMagic.
+func decodeCache(data []byte) (*Cache, error) {
+	if len(data) < len(cacheMagic)+4 {
+		return nil, errCacheFormat
+	}
+	body, sum := data[:len(data)-4], binary.BigEndian.Uint32(data[len(data)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return nil, fmt.Errorf("%w: checksum mismatch", errCacheFormat)
+	}
+	d := cacheDecoder{b: body[len(cacheMagic):]}
+	c := &Cache{Repository: d.string()}
+	if n := d.count(1); n > 0 {
+		c.Excludes = make([]string, n)
+		for i := range c.Excludes {
+			c.Excludes[i] = d.string()
+		}
+	}
+	// A file takes at least 6+IDSize bytes, a directory 1+2*IDSize: a
+	// count cannot make the decoder allocate more than the data holds.
+	n := d.count(6 + crypt.IDSize)
+	c.Files = make(map[string]CacheEntry, n)
+	for range n {
+		p := d.string()
+		e := CacheEntry{Size: d.varint(), MTime: d.varint(), CTime: d.varint(), Inode: d.uvarint(), Dev: d.uvarint(), Hash: d.id()}
+		if k := d.count(crypt.IDSize); k > 0 {
+			e.Content = make([]crypt.ID, k)
+			for i := range e.Content {
+				e.Content[i] = d.id()
+			}
+		}
+		c.Files[p] = e
+	}
+	n = d.count(1 + 2*crypt.IDSize)
+	c.Dirs = make(map[string]DirEntry, n)
+	for range n {
+		p := d.string()
+		c.Dirs[p] = DirEntry{Digest: d.id(), Tree: d.id()}
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errCacheFormat
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return c, nil
+}
+
+// cacheDecoder reads the fields of a cache file from b; after the first
+// error (kept in err) every read returns a zero value.
+type cacheDecoder struct {
+	b   []byte
+	err error
+}
+
+func (d *cacheDecoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *cacheDecoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a number of items of at least min bytes each.
+func (d *cacheDecoder) count(min int) int {
+	v := d.uvarint()
+	if v > uint64(len(d.b)/min) {
+		d.fail()
+		return 0
+	}
+	return int(v)
+}
+
+func (d *cacheDecoder) string() string {
+	n := d.count(1)
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *cacheDecoder) id() (id crypt.ID) {
+	if len(d.b) < len(id) {
+		d.fail()
+		return id
+	}
+	copy(id[:], d.b)
+	d.b = d.b[len(id):]
+	return id
+}
+
+func (d *cacheDecoder) fail() {
+	if d.err == nil {
+		d.err = errCacheFormat
+	}
+	d.b = nil
 }
