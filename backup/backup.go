@@ -88,6 +88,7 @@ type backuper struct {
 	stats   struct{ files, dirs, bytes atomic.Uint64 }
 
 	saver *chunkSaver
+	saves *fileSaves // every chunk save of the run
 }
 
 // future is the node of one entry, available once done is closed. A nil
@@ -165,6 +166,7 @@ func Run(ctx context.Context, r *repo.Repository, opts Options, progress *Progre
 		cancel:  cancel,
 	}
 	b.saver = newChunkSaver(ctx, w)
+	b.saves = &fileSaves{fail: b.fail}
 	if b.prev != nil && b.prev.Repository != r.Config().ID {
 		b.prev = nil
 	}
@@ -182,6 +184,9 @@ func Run(ctx context.Context, r *repo.Repository, opts Options, progress *Progre
 	<-root.done
 	workers.Wait()
 	b.dirs.Wait()
+	if err := b.saves.wait(); err != nil && root.err == nil {
+		root.err = err
+	}
 	if root.err == nil {
 		root.err = context.Cause(ctx)
 	}
@@ -502,10 +507,6 @@ func (b *backuper) worker() {
 				continue
 			}
 		}
-		n, err := b.saveFile(job, ch)
-		if err != nil {
-			b.fail(err)
-		}
-		job.f.resolve(n, err)
+		job.f.resolve(b.saveFile(job, ch), nil)
 	}
 }

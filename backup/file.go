@@ -21,10 +21,11 @@ const maxAttempts = 3
 // errChanged reports a file that changed while it was read.
 var errChanged = errors.New("file changed while it was read")
 
-// saveFile stores one regular file and returns its node. It returns (nil,
-// nil) for a file left out with a warning, and an error only when the
-// backup cannot go on.
-func (b *backuper) saveFile(job fileJob, ch *chunk.Chunker) (*repo.Node, error) {
+// saveFile stores one regular file and returns its node, or nil for a file
+// left out with a warning. Its chunks may still be being stored when it
+// returns: a chunk that cannot be stored stops the whole backup (see
+// fileSaves).
+func (b *backuper) saveFile(job fileJob, ch *chunk.Chunker) *repo.Node {
 	n := b.baseNode(job.name, job.st)
 	n.Size = uint64(job.st.size)
 	if job.st.nlink > 1 {
@@ -38,7 +39,7 @@ func (b *backuper) saveFile(job fileJob, ch *chunk.Chunker) (*repo.Node, error) 
 		b.done(job.st.size, false)
 		b.progress.Skipped.Add(1)
 		b.progress.SkippedBytes.Add(uint64(job.st.size))
-		return &n, nil
+		return &n
 	}
 
 	for attempt := 1; ; attempt++ {
@@ -49,7 +50,7 @@ func (b *backuper) saveFile(job fileJob, ch *chunk.Chunker) (*repo.Node, error) 
 			n.Size, n.MTime, n.Mode = uint64(st.size), st.mtime, st.perm
 			b.remember(job.abs, st, content, hash)
 			b.done(st.size, true)
-			return &n, nil
+			return &n
 		case errors.Is(err, errChanged) && attempt < maxAttempts:
 			continue
 		case errors.Is(err, errChanged):
@@ -59,26 +60,12 @@ func (b *backuper) saveFile(job fileJob, ch *chunk.Chunker) (*repo.Node, error) 
 			n.Content, n.Hash = content, &hash
 			n.Size, n.MTime = uint64(st.size), st.mtime
 			b.done(st.size, true)
-			return &n, nil
-		case isRepoErr(err):
-			return nil, err
+			return &n
 		default:
 			b.warn(job.abs, err)
-			return nil, nil
+			return nil
 		}
 	}
-}
-
-// repoError marks an error from the repository writer (fatal), as opposed
-// to one from reading the source file (a warning).
-type repoError struct{ err error }
-
-func (e *repoError) Error() string { return e.err.Error() }
-func (e *repoError) Unwrap() error { return e.err }
-
-func isRepoErr(err error) bool {
-	var re *repoError
-	return errors.As(err, &re)
 }
 
 // readFile reads and stores the content of job's file and returns its chunk
@@ -113,14 +100,12 @@ func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.I
 	var content []crypt.ID
 	ch.Reset(&fdReader{fd: fd, path: job.abs})
 	var size int64
-	saves := &fileSaves{}
 	for {
 		data, err := ch.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			saves.wait()
 			return nil, crypt.ID{}, stat{}, err
 		}
 		h.Write(data)
@@ -129,11 +114,8 @@ func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.I
 		size += int64(len(data))
 		b.progress.ReadBytes.Add(uint64(len(data)))
 		if !b.w.Known(id) {
-			b.saver.save(saves, id, data)
+			b.saver.save(b.saves, id, data)
 		}
-	}
-	if err := saves.wait(); err != nil {
-		return nil, crypt.ID{}, stat{}, &repoError{err}
 	}
 	var sum crypt.ID
 	h.Sum(sum[:0])
@@ -200,11 +182,16 @@ func retryEINTR(call func() error) error {
 	}
 }
 
-// fileSaves tracks the chunk saves of one file.
+// fileSaves tracks chunk saves: those of one stream, or of a whole tree
+// backup, whose workers go on to the next file while the chunks of the
+// last one are compressed (waiting for them, a worker reading small files
+// left its core idle for each hand-over: the two cores were 80-85% busy).
 type fileSaves struct {
 	wg  sync.WaitGroup
 	mu  sync.Mutex
 	err error
+	// fail, if set, is called with the first error, as it happens.
+	fail func(error)
 }
 
 func (s *fileSaves) wait() error {
@@ -250,10 +237,14 @@ func (c *chunkSaver) save(s *fileSaves, id crypt.ID, data []byte) {
 		}()
 		if err := c.w.SaveBlobID(c.ctx, repo.DataBlob, id, *buf); err != nil {
 			s.mu.Lock()
-			if s.err == nil {
+			first := s.err == nil
+			if first {
 				s.err = err
 			}
 			s.mu.Unlock()
+			if first && s.fail != nil {
+				s.fail(err)
+			}
 		}
 	}()
 }
