@@ -88,7 +88,7 @@ type backuper struct {
 	stats   struct{ files, dirs, bytes atomic.Uint64 }
 
 	saver *chunkSaver
-	saves *fileSaves // every chunk save of the run
+	saves *saveGroup // every chunk save of the run
 }
 
 // future is the node of one entry, available once done is closed. A nil
@@ -166,7 +166,7 @@ func Run(ctx context.Context, r *repo.Repository, opts Options, progress *Progre
 		cancel:  cancel,
 	}
 	b.saver = newChunkSaver(ctx, w)
-	b.saves = &fileSaves{fail: b.fail}
+	b.saves = &saveGroup{fail: b.fail}
 	if b.prev != nil && b.prev.Repository != r.Config().ID {
 		b.prev = nil
 	}
@@ -184,11 +184,15 @@ func Run(ctx context.Context, r *repo.Repository, opts Options, progress *Progre
 	<-root.done
 	workers.Wait()
 	b.dirs.Wait()
-	if err := b.saves.wait(); err != nil && root.err == nil {
-		root.err = err
-	}
-	if root.err == nil {
-		root.err = context.Cause(ctx)
+	saveErr := b.saves.wait()
+	// The first failure cancels the run with itself as the cause (a file
+	// unreadable in strict mode, a chunk that could not be stored, an
+	// interrupt); what failed after it failed because of it, often with
+	// a bare "context canceled".
+	if cause := context.Cause(ctx); cause != nil {
+		root.err = cause
+	} else if root.err == nil {
+		root.err = saveErr
 	}
 	if root.err != nil {
 		w.Abort()

@@ -78,6 +78,12 @@ func ReadCache(r io.Reader) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup: read file cache: %w", err)
 	}
+	return DecodeCache(data)
+}
+
+// DecodeCache decodes the contents of a cache file; see ReadCache.
+func DecodeCache(data []byte) (*Cache, error) {
+	var err error
 	var c *Cache
 	if bytes.HasPrefix(data, []byte(cacheMagic)) {
 		c, err = decodeCache(data)
@@ -164,9 +170,10 @@ func decodeCache(data []byte) (*Cache, error) {
 			c.Excludes[i] = d.string()
 		}
 	}
-	// A file takes at least 6+IDSize bytes, a directory 1+2*IDSize: a
-	// count cannot make the decoder allocate more than the data holds.
-	n := d.count(6 + crypt.IDSize)
+	// A file takes at least 7+IDSize bytes, a directory 1+2*IDSize, any
+	// string 1: what a count makes the decoder allocate grows with the
+	// data, never beyond a small multiple of it.
+	n := d.count(7 + crypt.IDSize)
 	c.Files = make(map[string]CacheEntry, n)
 	for range n {
 		p := d.string()

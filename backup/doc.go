@@ -8,11 +8,12 @@
 // and handed to a goroutine that calls repo.Writer.SaveBlobID (compress,
 // verify, pack), at most 2×GOMAXPROCS chunks at once, so that one large
 // file still uses every core. The buffer returns to the pool when the save
-// is done; the file is complete when all its saves are. Each directory
-// becomes a tree blob once all its entries are done: a goroutine per
-// directory waits on its entries' futures, so the walker never blocks on a
-// slow file. Packs are sealed once and uploaded to every region by the
-// writer's uploaders.
+// is done; the worker goes on to its next file meanwhile, and the run
+// waits for every save before it commits (the first that fails stops it).
+// Each directory becomes a tree blob once all its entries are done: a
+// goroutine per directory waits on its entries' futures, so the walker
+// never blocks on a slow file. Packs are sealed once and uploaded to every
+// region by the writer's uploaders.
 //
 // Unchanged files are skipped by metadata: a Cache of the host's previous
 // snapshot maps each path to its size, times, inode and chunk IDs; a file

@@ -21,10 +21,13 @@ const maxAttempts = 3
 // errChanged reports a file that changed while it was read.
 var errChanged = errors.New("file changed while it was read")
 
+// errStopped ends the read of a file when the run has failed meanwhile.
+var errStopped = errors.New("backup stopped")
+
 // saveFile stores one regular file and returns its node, or nil for a file
 // left out with a warning. Its chunks may still be being stored when it
 // returns: a chunk that cannot be stored stops the whole backup (see
-// fileSaves).
+// saveGroup).
 func (b *backuper) saveFile(job fileJob, ch *chunk.Chunker) *repo.Node {
 	n := b.baseNode(job.name, job.st)
 	n.Size = uint64(job.st.size)
@@ -61,6 +64,8 @@ func (b *backuper) saveFile(job fileJob, ch *chunk.Chunker) *repo.Node {
 			n.Size, n.MTime = uint64(st.size), st.mtime
 			b.done(st.size, true)
 			return &n
+		case errors.Is(err, errStopped):
+			return nil // the run failed; Run reports why
 		default:
 			b.warn(job.abs, err)
 			return nil
@@ -107,6 +112,9 @@ func (b *backuper) readFile(job fileJob, ch *chunk.Chunker) ([]crypt.ID, crypt.I
 		}
 		if err != nil {
 			return nil, crypt.ID{}, stat{}, err
+		}
+		if b.ctx.Err() != nil {
+			return nil, crypt.ID{}, stat{}, errStopped
 		}
 		h.Write(data)
 		id := b.w.Secrets().BlobID(data)
@@ -182,19 +190,33 @@ func retryEINTR(call func() error) error {
 	}
 }
 
-// fileSaves tracks chunk saves: those of one stream, or of a whole tree
+// saveGroup tracks chunk saves: those of one stream, or of a whole tree
 // backup, whose workers go on to the next file while the chunks of the
-// last one are compressed (waiting for them, a worker reading small files
-// left its core idle for each hand-over: the two cores were 80-85% busy).
-type fileSaves struct {
+// last one are stored (waiting for them, a worker reading small files
+// left its core idle for each hand-over).
+type saveGroup struct {
 	wg  sync.WaitGroup
 	mu  sync.Mutex
 	err error
-	// fail, if set, is called with the first error, as it happens.
+	// fail, if set, is called with the first error, as it happens: it
+	// stops the run.
 	fail func(error)
 }
 
-func (s *fileSaves) wait() error {
+// record keeps err if it is the group's first and passes it to fail.
+func (s *saveGroup) record(err error) {
+	s.mu.Lock()
+	first := s.err == nil
+	if first {
+		s.err = err
+	}
+	s.mu.Unlock()
+	if first && s.fail != nil {
+		s.fail(err)
+	}
+}
+
+func (s *saveGroup) wait() error {
 	s.wg.Wait()
 	return s.err
 }
@@ -219,8 +241,13 @@ func newChunkSaver(ctx context.Context, w *repo.Writer) *chunkSaver {
 }
 
 // save stores a copy of data as blob id; s.wait reports the first error.
-func (c *chunkSaver) save(s *fileSaves, id crypt.ID, data []byte) {
-	c.slots <- struct{}{}
+func (c *chunkSaver) save(s *saveGroup, id crypt.ID, data []byte) {
+	select {
+	case c.slots <- struct{}{}:
+	case <-c.ctx.Done():
+		s.record(context.Cause(c.ctx))
+		return
+	}
 	var buf *[]byte
 	select {
 	case buf = <-c.bufs:
@@ -236,15 +263,7 @@ func (c *chunkSaver) save(s *fileSaves, id crypt.ID, data []byte) {
 			s.wg.Done()
 		}()
 		if err := c.w.SaveBlobID(c.ctx, repo.DataBlob, id, *buf); err != nil {
-			s.mu.Lock()
-			first := s.err == nil
-			if first {
-				s.err = err
-			}
-			s.mu.Unlock()
-			if first && s.fail != nil {
-				s.fail(err)
-			}
+			s.record(err)
 		}
 	}()
 }

@@ -43,10 +43,13 @@ func Stream(ctx context.Context, r *repo.Repository, name string, src io.Reader,
 	var size uint64
 	// Chunks are compressed and packed on other goroutines while this one
 	// keeps reading: a stream's producer (pg_dump) never waits for them
-	// unless every slot is taken.
+	// unless every slot is taken. A chunk that cannot be stored stops the
+	// reading at once.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	saver := newChunkSaver(ctx, w)
-	saves := &fileSaves{}
-	for {
+	saves := &saveGroup{fail: cancel}
+	for ctx.Err() == nil {
 		data, err := ch.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -70,7 +73,7 @@ func Stream(ctx context.Context, r *repo.Repository, name string, src io.Reader,
 		w.Abort()
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := context.Cause(ctx); err != nil {
 		w.Abort()
 		return nil, err
 	}

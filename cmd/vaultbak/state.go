@@ -82,7 +82,7 @@ func readFileCache(path string) *backup.Cache {
 	if err != nil {
 		return nil
 	}
-	c, err := backup.ReadCache(bytes.NewReader(data))
+	c, err := backup.DecodeCache(data)
 	if err != nil {
 		return nil // a damaged cache only costs a full read
 	}
