@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 
 	"vaultbak/crypt"
 )
@@ -71,17 +70,8 @@ const cacheMagic = "vaultbak file cache 1\n"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// ReadCache decodes a cache written by Encode (or, in gob, by an earlier
-// version).
-func ReadCache(r io.Reader) (*Cache, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("backup: read file cache: %w", err)
-	}
-	return DecodeCache(data)
-}
-
-// DecodeCache decodes the contents of a cache file; see ReadCache.
+// DecodeCache decodes a cache file written by Marshal (or, in gob, by an
+// earlier version).
 func DecodeCache(data []byte) (*Cache, error) {
 	var err error
 	var c *Cache
@@ -103,8 +93,8 @@ func DecodeCache(data []byte) (*Cache, error) {
 	return c, nil
 }
 
-// Encode writes the cache.
-func (c *Cache) Encode(w io.Writer) error {
+// Marshal returns the contents of the cache's file.
+func (c *Cache) Marshal() []byte {
 	size := len(cacheMagic) + 64 + len(c.Repository)
 	for p, e := range c.Files {
 		size += len(p) + 64 + crypt.IDSize*len(e.Content)
@@ -140,9 +130,7 @@ func (c *Cache) Encode(w io.Writer) error {
 		b = append(b, d.Digest[:]...)
 		b = append(b, d.Tree[:]...)
 	}
-	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	_, err := w.Write(b)
-	return err
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
 func appendString(b []byte, s string) []byte {
@@ -150,7 +138,7 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// errCacheFormat reports a cache file that is not what Encode writes.
+// errCacheFormat reports a cache file that is not what Marshal writes.
 var errCacheFormat = errors.New("damaged or truncated")
 
 // decodeCache decodes data, which starts with cacheMagic.
@@ -208,18 +196,12 @@ type cacheDecoder struct {
 	err error
 }
 
-func (d *cacheDecoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
+func (d *cacheDecoder) uvarint() uint64 { return readVarint(d, binary.Uvarint) }
+func (d *cacheDecoder) varint() int64   { return readVarint(d, binary.Varint) }
 
-func (d *cacheDecoder) varint() int64 {
-	v, n := binary.Varint(d.b)
+// readVarint reads one number with read (binary.Uvarint or Varint).
+func readVarint[T int64 | uint64](d *cacheDecoder, read func([]byte) (T, int)) T {
+	v, n := read(d.b)
 	if n <= 0 {
 		d.fail()
 		return 0

@@ -43,11 +43,7 @@ func TestCacheRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, c := range []*Cache{NewCache(""), testCache(rng, 1000)} {
 		c.Files["/max"] = CacheEntry{Size: 1<<63 - 1, MTime: -1 << 63, Inode: 1<<64 - 1, Dev: 1<<64 - 1}
-		var buf bytes.Buffer
-		if err := c.Encode(&buf); err != nil {
-			t.Fatal(err)
-		}
-		got, err := ReadCache(&buf)
+		got, err := DecodeCache(c.Marshal())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,20 +57,16 @@ func TestCacheRoundTrip(t *testing.T) {
 // file is cut, so that the backup reads every file instead of trusting it.
 func TestCacheDamaged(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	var buf bytes.Buffer
-	if err := testCache(rng, 50).Encode(&buf); err != nil {
-		t.Fatal(err)
-	}
-	data := buf.Bytes()
+	data := testCache(rng, 50).Marshal()
 	for i := range data {
 		bad := bytes.Clone(data)
 		bad[i] ^= 1 << (i % 8)
-		if _, err := ReadCache(bytes.NewReader(bad)); err == nil {
+		if _, err := DecodeCache(bad); err == nil {
 			t.Fatalf("byte %d of %d changed: cache read without an error", i, len(data))
 		}
 	}
 	for n := range len(data) {
-		if _, err := ReadCache(bytes.NewReader(data[:n])); err == nil {
+		if _, err := DecodeCache(data[:n]); err == nil {
 			t.Fatalf("cut to %d of %d bytes: cache read without an error", n, len(data))
 		}
 	}
@@ -89,7 +81,7 @@ func TestCacheCounts(t *testing.T) {
 	b = append(b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f) // 2^49-1 files
 	b = append(b, 0)
 	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	if _, err := ReadCache(bytes.NewReader(b)); !errors.Is(err, errCacheFormat) {
+	if _, err := DecodeCache(b); !errors.Is(err, errCacheFormat) {
 		t.Fatalf("huge count: %v, want %v", err, errCacheFormat)
 	}
 }
@@ -103,7 +95,7 @@ func TestCacheGob(t *testing.T) {
 	if err := gob.NewEncoder(&buf).Encode(c); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadCache(&buf)
+	got, err := DecodeCache(buf.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,17 +118,15 @@ func sameCache(got, want *Cache) bool {
 
 func BenchmarkCache(b *testing.B) {
 	c := testCache(rand.New(rand.NewPCG(7, 8)), 15000)
-	var buf bytes.Buffer
 	b.Run("encode", func(b *testing.B) {
 		for b.Loop() {
-			buf.Reset()
-			c.Encode(&buf)
+			c.Marshal()
 		}
 	})
 	b.Run("decode", func(b *testing.B) {
-		data := buf.Bytes()
+		data := c.Marshal()
 		for b.Loop() {
-			if _, err := ReadCache(bytes.NewReader(data)); err != nil {
+			if _, err := DecodeCache(data); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -137,8 +137,10 @@ func scan1(g *[256]uint64, d []byte, fp, mask uint64) int {
 	return -1
 }
 
-// warm returns the gear hash of d[start:i], computed from the last 63
-// bytes of it: the older ones' terms have been shifted out by i.
+// warm returns the gear hash of d[start:i] computed from its last 63 bytes
+// only. It can differ from the hash of all of them in its top bit alone
+// (the term of the byte 64 back, shifted by 63), which the next byte's
+// shift drops before any mask is applied.
 func (c *fastCut) warm(d []byte, start, i int) uint64 {
 	var fp uint64
 	for _, x := range d[max(start, i-63):i] {

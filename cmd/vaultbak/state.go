@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -90,11 +89,7 @@ func readFileCache(path string) *backup.Cache {
 }
 
 func writeFileCache(path string, c *backup.Cache) error {
-	var buf bytes.Buffer
-	if err := c.Encode(&buf); err != nil {
-		return err
-	}
-	return renameio.WriteFile(path, buf.Bytes(), 0o600)
+	return renameio.WriteFile(path, c.Marshal(), 0o600)
 }
 
 // lockHost takes this host's backup lock, so that two overlapping runs
