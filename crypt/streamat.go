@@ -87,7 +87,7 @@ func openStream(src io.ReaderAt, size int64, fileKey []byte) (*streamAt, int64, 
 	}
 	s := &streamAt{src: io.NewSectionReader(src, payloadOff, encSize), aead: aead, size: plainSize, chunks: chunks, encSize: encSize, cached: -1}
 	buf := chunkBufs.Get().(*[SealedChunkSize]byte)
-	n, err := s.open(buf, chunks-1)
+	n, err := s.open(buf[:], chunks-1)
 	if err != nil {
 		chunkBufs.Put(buf)
 		return nil, 0, fmt.Errorf("authenticate the final chunk: %w", err)
@@ -96,11 +96,16 @@ func openStream(src io.ReaderAt, size int64, fileKey []byte) (*streamAt, int64, 
 	return s, plainSize, nil
 }
 
-// open reads chunk i into buf and decrypts it in place; it returns the
-// plaintext's length.
-func (s *streamAt) open(buf *[SealedChunkSize]byte, i int64) (int, error) {
+// sealedLen returns the stored length of chunk i.
+func (s *streamAt) sealedLen(i int64) int {
+	return int(min(s.encSize-i*SealedChunkSize, SealedChunkSize))
+}
+
+// open reads chunk i into buf, which has room for it, and decrypts it in
+// place; it returns the plaintext's length.
+func (s *streamAt) open(buf []byte, i int64) (int, error) {
 	off := i * SealedChunkSize
-	n := int(min(s.encSize-off, SealedChunkSize))
+	n := s.sealedLen(i)
 	if k, err := s.src.ReadAt(buf[:n], off); k < n {
 		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF
@@ -143,10 +148,20 @@ func (s *streamAt) ReadAt(p []byte, off int64) (int, error) {
 			continue
 		}
 		s.mu.Unlock()
+		if at == 0 && len(p) >= s.sealedLen(i) {
+			// The whole chunk fits: decrypt it in p, which ReadAt may use
+			// as scratch, instead of copying it out of a buffer.
+			plen, err := s.open(p, i)
+			if err != nil {
+				return n, err
+			}
+			p, off, n = p[plen:], off+int64(plen), n+plen
+			continue
+		}
 		if buf == nil {
 			buf = chunkBufs.Get().(*[SealedChunkSize]byte)
 		}
-		plen, err := s.open(buf, i)
+		plen, err := s.open(buf[:], i)
 		if err != nil {
 			return n, err
 		}

@@ -13,7 +13,7 @@ import (
 
 // sealedFile seals n random bytes and returns the plaintext, the sealed
 // file and its file key.
-func sealedFile(t *testing.T, n int, seed uint64) ([]byte, []byte, []byte) {
+func sealedFile(t testing.TB, n int, seed uint64) ([]byte, []byte, []byte) {
 	t.Helper()
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -66,6 +66,18 @@ func TestOpenAtMatchesAge(t *testing.T) {
 			ar.ReadAt(want, int64(off))
 			if !bytes.Equal(got, want) || !bytes.Equal(got, plain[off:off+l]) {
 				t.Fatalf("size %d: ReadAt(%d, %d) differs from the plaintext", n, l, off)
+			}
+		}
+		// Reads from a chunk's start whose buffer holds the sealed chunk or
+		// just not (it is decrypted in the buffer or copied out of one).
+		for off := 0; off <= n; off += c {
+			for _, l := range []int{c - 1, c, c + 15, c + 16, c + 17, 2*c + 16, 2*c + 33, n - off} {
+				l = min(l, n-off)
+				got := make([]byte, l+40) // the 40 bytes past len must stay untouched
+				k, err := r.ReadAt(got[:l], int64(off))
+				if k != l || err != nil && !(err == io.EOF && off+l == n) || !bytes.Equal(got[:l], plain[off:off+l]) || !bytes.Equal(got[l:], make([]byte, 40)) {
+					t.Fatalf("size %d: aligned ReadAt(%d, %d) = %d, %v, or its bytes differ", n, l, off, k, err)
+				}
 			}
 		}
 		if n >= 5 {
@@ -124,5 +136,25 @@ func TestOpenAtRefusesDamage(t *testing.T) {
 		t.Error("opened with a wrong file key")
 	} else if errors.Is(err, io.EOF) {
 		t.Errorf("wrong key reported as %v", err)
+	}
+}
+
+// BenchmarkOpenAtRead reads a 16 MiB sealed pack in blob-sized pieces
+// (300 KiB, at offsets no chunk boundary lines up with), as a restore does.
+func BenchmarkOpenAtRead(b *testing.B) {
+	const size, piece = 16 << 20, 300 << 10
+	_, sealed, key := sealedFile(b, size, 1)
+	r, _, err := OpenAt(bytes.NewReader(sealed), int64(len(sealed)), key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, piece)
+	b.SetBytes(size)
+	for b.Loop() {
+		for off := int64(0); off < size; off += piece {
+			if _, err := r.ReadAt(buf, off); err != nil && err != io.EOF {
+				b.Fatal(err)
+			}
+		}
 	}
 }
