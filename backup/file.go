@@ -152,7 +152,7 @@ func fstat(fd int, job fileJob) (stat, error) {
 	if sys.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		return stat{}, errReplaced
 	}
-	return statOfSys(regularMode(sys.Mode), &sys), nil
+	return statOfSys(regularMode(uint32(sys.Mode)), &sys), nil
 }
 
 // fdReader reads an open file to its end.

@@ -46,17 +46,20 @@ func regularMode(m uint32) fs.FileMode {
 }
 
 // statOfSys is statOf for what a stat system call filled in; mode is the
-// file's mode as fs.FileMode.
+// file's mode as fs.FileMode. Stat_t's field names and widths differ
+// between systems: the conversions here widen each field to the width
+// stat keeps, and statTimes (one file per naming) reads the times.
 func statOfSys(mode fs.FileMode, sys *syscall.Stat_t) stat {
+	mtime, ctime := statTimes(sys)
 	return stat{
 		mode:   mode,
 		size:   sys.Size,
-		mtime:  sys.Mtim.Sec*1e9 + sys.Mtim.Nsec,
-		perm:   sys.Mode & 0o7777,
+		mtime:  mtime,
+		perm:   uint32(sys.Mode) & 0o7777,
 		uid:    sys.Uid,
 		gid:    sys.Gid,
 		blocks: sys.Blocks,
-		ctime:  sys.Ctim.Sec*1e9 + sys.Ctim.Nsec,
+		ctime:  ctime,
 		ino:    sys.Ino,
 		dev:    uint64(sys.Dev),
 		nlink:  uint64(sys.Nlink),

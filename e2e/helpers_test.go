@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // vbBin is the vaultbak binary built once by TestMain.
@@ -553,8 +555,10 @@ func scan(t *testing.T, root string, hash bool) map[string]*entry {
 		if err != nil {
 			return err
 		}
-		var st syscall.Stat_t
-		if err := syscall.Lstat(p, &st); err != nil {
+		// unix.Stat_t names the times Mtim on every system (syscall's is
+		// Mtimespec on macOS and FreeBSD); the widths still differ.
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
 			return err
 		}
 		fi, err := os.Lstat(p)
@@ -562,9 +566,9 @@ func scan(t *testing.T, root string, hash bool) map[string]*entry {
 			return err
 		}
 		e := &entry{
-			typ: fi.Mode().Type(), perm: st.Mode & 0o7777, uid: st.Uid, gid: st.Gid,
-			mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec, size: st.Size, blocks: st.Blocks,
-			rdev: st.Rdev, ino: st.Ino, nlink: st.Nlink,
+			typ: fi.Mode().Type(), perm: uint32(st.Mode) & 0o7777, uid: st.Uid, gid: st.Gid,
+			mtime: st.Mtim.Nano(), size: st.Size, blocks: st.Blocks,
+			rdev: uint64(st.Rdev), ino: st.Ino, nlink: uint64(st.Nlink),
 		}
 		switch {
 		case fi.Mode().IsRegular() && hash:

@@ -162,7 +162,7 @@ func buildEveryCase(t *testing.T, src string, hugeSize int64) (sparse []string) 
 	l.Close()
 	if root {
 		// Same numbers as /dev/null.
-		if err := syscall.Mknod(p("null-dev"), syscall.S_IFCHR|0o640, int(unix.Mkdev(1, 3))); err != nil {
+		if err := mknod(p("null-dev"), unix.S_IFCHR|0o640, unix.Mkdev(1, 3)); err != nil {
 			t.Fatal(err)
 		}
 	} else {

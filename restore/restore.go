@@ -400,7 +400,7 @@ func (rs *restorer) restoreSpecial(dst, p string, n *repo.Node) error {
 		if n.Type == repo.NodeBlock {
 			mode = unix.S_IFBLK
 		}
-		err = unix.Mknod(tmp, mode|0o600, int(n.Rdev))
+		err = mknod(tmp, mode|0o600, n.Rdev)
 	case repo.NodeSocket:
 		// A socket belongs to the process that listened on it; there is
 		// nothing to restore but its name, which the listing keeps.

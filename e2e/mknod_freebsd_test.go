@@ -1,0 +1,9 @@
+package e2e
+
+import "golang.org/x/sys/unix"
+
+// mknod creates the device node p numbered dev; FreeBSD's mknod takes the
+// 64-bit dev_t as it is.
+func mknod(p string, mode uint32, dev uint64) error {
+	return unix.Mknod(p, mode, dev)
+}

@@ -1,0 +1,11 @@
+//go:build !freebsd
+
+package e2e
+
+import "golang.org/x/sys/unix"
+
+// mknod creates the device node p numbered dev; Linux, macOS and OpenBSD
+// take it as an int.
+func mknod(p string, mode uint32, dev uint64) error {
+	return unix.Mknod(p, mode, int(dev))
+}
