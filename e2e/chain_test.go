@@ -92,3 +92,68 @@ func TestSnapshotHiddenInOneRegion(t *testing.T) {
 	e.ok("check")
 	e.ok("snapshots")
 }
+
+// unplug renames region i's directory away, as a disk that is not mounted,
+// and returns a function that plugs it back in.
+func unplug(t *testing.T, e *repoEnv, i int) (plug func()) {
+	t.Helper()
+	away := e.regions[i] + ".unplugged"
+	if err := os.Rename(e.regions[i], away); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if err := os.Rename(away, e.regions[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestNewestSnapshotAway: the host's newest snapshot was committed while
+// region two was unplugged; now two is back and one is unplugged. What
+// answers lags, it was not rolled back: reads list what two holds and warn
+// that the newest snapshot is in region one, the next backup continues the
+// chain after it (exit 3, one lags), its restore is verified, and with
+// both back replicate sync heals them. A region that answers but lists
+// less of the chain than it held is still a rollback.
+func TestNewestSnapshotAway(t *testing.T) {
+	t.Parallel()
+	e := newRepo(t)
+	src := filepath.Join(e.dir, "src")
+	writeFile(t, filepath.Join(src, "f.txt"), []byte("one\n"), 0o644)
+	e.backupJSON(exitOK, src)
+	plugTwo := unplug(t, e, 1)
+	writeFile(t, filepath.Join(src, "f.txt"), []byte("two\n"), 0o644)
+	second, _ := e.backupJSON(exitWarnings, src)
+	plugTwo()
+	plugOne := unplug(t, e, 0)
+
+	away := second["snapshot"].(string)[:12]
+	r := e.expect(exitOK, "snapshots")
+	requireContains(t, "snapshots while the newest is away", r.stderr, "#2 ("+away+") is in region(s) one, which did not answer")
+	writeFile(t, filepath.Join(src, "f.txt"), []byte("three\n"), 0o644)
+	third, r := e.backupJSON(exitWarnings, src)
+	requireContains(t, "backup while the newest is away (a --json warning)", r.stdout, "the new snapshot follows it")
+	out := filepath.Join(e.dir, "out")
+	e.ok(e.withID("restore", "latest", "--target", out)...)
+	if got, _ := os.ReadFile(filepath.Join(out, src, "f.txt")); string(got) != "three\n" {
+		t.Errorf("restore of the snapshot made while one was unplugged: f.txt = %q", got)
+	}
+
+	plugOne()
+	e.ok("replicate", "sync")
+	e.ok("check")
+	snaps := e.snapshots()
+	if len(snaps) != 3 || snaps[2]["id"] != third["snapshot"] || snaps[1]["id"] != second["snapshot"] {
+		t.Fatalf("after healing: %d snapshots, want the chain of three ending in %s:\n%v", len(snaps), third["snapshot"], snaps)
+	}
+
+	// Region two held #3 when this host committed it: two losing it, while
+	// one is unplugged, is a rollback, not lag.
+	if err := os.Remove(filepath.Join(e.regions[1], "snapshots", third["snapshot"].(string))); err != nil {
+		t.Fatal(err)
+	}
+	unplug(t, e, 0)
+	r = e.expect(exitIntegrity, "snapshots")
+	requireContains(t, "snapshots after region two lost #3", r.stderr, "rolled back")
+}

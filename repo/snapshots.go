@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -56,6 +57,14 @@ func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
 	r.known, r.knownIn = out, answered
 	r.mu.Unlock()
 	return out, nil
+}
+
+// Listed returns the regions whose listings the last Snapshots read (nil
+// before it ran).
+func (r *Repository) Listed() map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.knownIn)
 }
 
 // prevIn returns, for every region whose listing answered when the

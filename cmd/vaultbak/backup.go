@@ -211,8 +211,12 @@ func beginBackup(ctx context.Context, g *globals, cfg *fileConfig, out *backupOu
 		var snaps []*repo.Snapshot
 		if snaps, err = chain.repo.Snapshots(ctx); err == nil {
 			var hw highWater
+			var away []string
 			if hw, err = readHighWater(b.dir); err == nil {
-				b.head, b.headID, err = chainHead(snaps, host, hw)
+				b.head, b.headID, away, err = chainHead(snaps, host, hw, chain.repo.Listed())
+			}
+			if err == nil && away != nil {
+				g.out.warn("host "+host, awayWarning(hw, away, "the new snapshot follows it"))
 			}
 		}
 	}
@@ -231,7 +235,7 @@ func (b *backupRun) end() {
 func finishBackup(g *globals, dir string, res *backup.Result, cachePath string, progress *backup.Progress, took time.Duration, out *backupOutcome) error {
 	snap := res.Snapshot
 	g.auditTarget = snap.ID
-	if err := writeHighWater(dir, highWater{Seq: snap.Seq, ID: snap.ID}); err != nil {
+	if err := writeHighWater(dir, markOf(snap)); err != nil {
 		return fmt.Errorf("snapshot %s committed, but recording it locally failed: %w", repo.ShortID(snap.ID), err)
 	}
 	if res.Cache != nil && cachePath != "" {

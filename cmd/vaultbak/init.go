@@ -79,7 +79,7 @@ func runInit(ctx context.Context, g *globals, recipients, files []string, host, 
 	if err != nil {
 		return err
 	}
-	s := &session{cfg: cfg, repo: r}
+	s := &session{cfg: cfg, repo: r, out: g.out}
 	g.sessions = append(g.sessions, s)
 	g.auditSession = s
 	if err := crypt.WriteKeyFile(hk, cred.Marshal(time.Now())); err != nil {

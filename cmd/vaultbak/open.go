@@ -74,6 +74,7 @@ func loadHostKey(path string) (*crypt.HostCredential, error) {
 type session struct {
 	cfg  *fileConfig
 	repo *repo.Repository
+	out  *output
 }
 
 // Close is a no-op: the repository stays open until the command's audit
@@ -129,7 +130,7 @@ func (g *globals) openConfig(ctx context.Context, cfg *fileConfig, need keyNeeds
 		budget = backupBudget + r.PackBufferBytes()
 	}
 	fitMemoryLimit(budget)
-	s := &session{cfg: cfg, repo: r}
+	s := &session{cfg: cfg, repo: r, out: g.out}
 	g.sessions = append(g.sessions, s)
 	g.auditSession = s
 	return s, nil
@@ -189,8 +190,12 @@ func (s *session) snapshots(ctx context.Context) ([]*repo.Snapshot, error) {
 		if err != nil || hw.Seq == 0 {
 			continue
 		}
-		if _, _, err := chainHead(snaps, h.Name(), hw); err != nil {
+		_, _, away, err := chainHead(snaps, h.Name(), hw, s.repo.Listed())
+		if err != nil {
 			return nil, err
+		}
+		if away != nil {
+			s.out.warn("host "+h.Name(), awayWarning(hw, away, "the snapshots listed stop before it"))
 		}
 	}
 	return snaps, nil

@@ -5,9 +5,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/google/renameio/v2"
 	"golang.org/x/sys/unix"
@@ -16,11 +19,30 @@ import (
 	"vaultbak/repo"
 )
 
-// highWater is the newest manifest this host committed: a repository
-// whose chain for this host is older was rolled back.
+// highWater is the newest manifest this host committed, and how much of
+// the host's chain each region held then: a repository whose chain for
+// this host is older was rolled back, unless the regions that hold the
+// newest manifest merely did not answer.
 type highWater struct {
 	Seq uint64 `json:"seq"`
 	ID  string `json:"id"`
+	// Held is, for each region the host saw when it committed, the
+	// position of the host's newest manifest there: Seq in the regions
+	// the manifest was committed to, the manifest's PrevIn elsewhere.
+	// Marks written by vaultbak before it was kept have none.
+	Held map[string]uint64 `json:"held,omitempty"`
+}
+
+// markOf is the high-water mark of a snapshot this host just committed.
+func markOf(snap *repo.Snapshot) highWater {
+	held := maps.Clone(snap.PrevIn)
+	if held == nil {
+		held = map[string]uint64{}
+	}
+	for _, reg := range snap.Regions {
+		held[reg] = snap.Seq
+	}
+	return highWater{Seq: snap.Seq, ID: snap.ID, Held: held}
 }
 
 // readStateFile reads the JSON state file at path into v. It reports
@@ -52,16 +74,46 @@ func writeHighWater(dir string, hw highWater) error {
 
 // chainHead returns where this host's chain continues, refusing a
 // repository whose newest manifest of this host is older than the one this
-// host remembers committing.
-func chainHead(snaps []*repo.Snapshot, host string, hw highWater) (uint64, string, error) {
-	seq, id := repo.ChainHead(snaps, host)
+// host remembers committing. listed names the regions whose listings were
+// read: when none of those holding the newest manifest answered, while each
+// that did still lists what it held then, the repository as read lags
+// rather than went back; the chain continues from the mark, and away names
+// the regions that hold it.
+func chainHead(snaps []*repo.Snapshot, host string, hw highWater, listed map[string]bool) (seq uint64, id string, away []string, err error) {
+	seq, id = repo.ChainHead(snaps, host)
+	if seq < hw.Seq && hw.Held != nil {
+		now := map[string]uint64{} // each region's newest manifest of host
+		for _, s := range snaps {
+			if s.Host == host {
+				for _, reg := range s.In {
+					now[reg] = max(now[reg], s.Seq)
+				}
+			}
+		}
+		for _, reg := range slices.Sorted(maps.Keys(hw.Held)) {
+			held := hw.Held[reg]
+			if listed[reg] && now[reg] < held {
+				return 0, "", nil, &repo.IntegrityError{Region: reg, Object: "host " + host, Reason: fmt.Sprintf("the region's newest snapshot of this host is #%d, but it held #%d when this host committed #%d (%s): snapshots were removed or the region was rolled back", now[reg], held, hw.Seq, repo.ShortID(hw.ID))}
+			}
+			if held == hw.Seq {
+				away = append(away, reg)
+			}
+		}
+		return hw.Seq, hw.ID, away, nil
+	}
 	if seq < hw.Seq {
-		return 0, "", &repo.IntegrityError{Object: "host " + host, Reason: fmt.Sprintf("the repository's newest snapshot of this host is #%d, but this host committed #%d (%s): snapshots were removed or the repository was rolled back", seq, hw.Seq, repo.ShortID(hw.ID))}
+		return 0, "", nil, &repo.IntegrityError{Object: "host " + host, Reason: fmt.Sprintf("the repository's newest snapshot of this host is #%d, but this host committed #%d (%s): snapshots were removed or the repository was rolled back", seq, hw.Seq, repo.ShortID(hw.ID))}
 	}
 	if seq == hw.Seq && hw.ID != "" && id != hw.ID {
-		return 0, "", &repo.IntegrityError{Object: "host " + host, Reason: fmt.Sprintf("snapshot #%d of this host is %s in the repository, but this host committed %s", seq, repo.ShortID(id), repo.ShortID(hw.ID))}
+		return 0, "", nil, &repo.IntegrityError{Object: "host " + host, Reason: fmt.Sprintf("snapshot #%d of this host is %s in the repository, but this host committed %s", seq, repo.ShortID(id), repo.ShortID(hw.ID))}
 	}
-	return seq, id, nil
+	return seq, id, nil, nil
+}
+
+// awayWarning says that this host's newest snapshot is only in regions
+// that did not answer, and what the command does about it.
+func awayWarning(hw highWater, away []string, then string) error {
+	return fmt.Errorf("its newest snapshot #%d (%s) is in region(s) %s, which did not answer; %s", hw.Seq, repo.ShortID(hw.ID), strings.Join(away, ", "), then)
 }
 
 // cacheFile names the file metadata cache of one set of backup paths.
