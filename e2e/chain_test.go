@@ -114,7 +114,8 @@ func unplug(t *testing.T, e *repoEnv, i int) (plug func()) {
 // answers lags, it was not rolled back: reads list what two holds and warn
 // that the newest snapshot is in region one, the next backup continues the
 // chain after it (exit 3, one lags), its restore is verified, and with
-// both back replicate sync heals them. A region that answers but lists
+// both back replicate sync heals them. The audit trail, whose records
+// have the same hole, checks as well. A region that answers but lists
 // less of the chain than it held is still a rollback.
 func TestNewestSnapshotAway(t *testing.T) {
 	t.Parallel()
@@ -139,6 +140,14 @@ func TestNewestSnapshotAway(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(out, src, "f.txt")); string(got) != "three\n" {
 		t.Errorf("restore of the snapshot made while one was unplugged: f.txt = %q", got)
 	}
+
+	// The audit trail has the same hole: backup #2's record is in one
+	// only. check warns that one did not answer (exit 3), no more.
+	r = e.expect(exitWarnings, "check")
+	if strings.Contains(r.stderr, "integrity") {
+		t.Errorf("check while one is unplugged reports an integrity failure:\n%s", r)
+	}
+	e.ok("audit")
 
 	plugOne()
 	e.ok("replicate", "sync")

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,6 +82,15 @@ type AuditEntry struct {
 type AuditPos struct {
 	Seq uint64 `json:"seq"`
 	ID  string `json:"id"`
+}
+
+// AuditMark is the newest record a machine appended to a chain, and how
+// much of the chain each region held then: the record's position in the
+// regions it names, its PrevIn elsewhere. It tells a region that lost
+// records it held from one that did not answer when they were written.
+type AuditMark struct {
+	AuditPos
+	Held map[string]uint64 `json:"held,omitempty"` // none in marks of earlier versions
 }
 
 type signedAudit struct {
@@ -246,18 +256,18 @@ func (r *Repository) AuditSigner() string {
 // answers, continuing the chain after the newest position among the
 // listings and after (this machine's memory of the chain, so a chain
 // rolled back in every region leaves a visible gap). It returns the
-// record's position. When some regions fail, the record is signed again
+// record's mark. When some regions fail, the record is signed again
 // naming only the regions that hold it.
-func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord, after AuditPos) (AuditPos, error) {
+func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord, after AuditMark) (AuditMark, error) {
 	rec.Signer = r.AuditSigner()
 	var key crypt.SigningKey
 	switch {
 	case rec.Signer == "":
-		return AuditPos{}, ErrNeedHostKey
+		return AuditMark{}, ErrNeedHostKey
 	case rec.Signer == OperatorSigner:
 		k, err := r.operatorKey(ctx)
 		if err != nil {
-			return AuditPos{}, err
+			return AuditMark{}, err
 		}
 		key = k
 	default:
@@ -265,15 +275,23 @@ func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord, after Aud
 	}
 	head, prevIn, err := r.auditChain(ctx, rec.Signer)
 	if err != nil {
-		return AuditPos{}, err
+		return AuditMark{}, err
 	}
 	rec.PrevIn = prevIn
 	if after.Seq > head.Seq {
-		// This machine wrote records no region lists any more: say that
-		// every region held them, so the hole shows wherever it is read.
-		head = after
+		// This machine wrote records no region lists: say what each
+		// region held, so that a hole shows where records were lost and
+		// not where they were never written (a region that did not answer
+		// then). A mark that does not say claims every region held them.
+		head = after.AuditPos
 		for reg := range rec.PrevIn {
-			rec.PrevIn[reg] = after.Seq
+			held, ok := after.Held[reg]
+			if after.Held == nil {
+				held, ok = after.Seq, true
+			}
+			if ok {
+				rec.PrevIn[reg] = max(rec.PrevIn[reg], held)
+			}
 		}
 	}
 	rec.Version, rec.Repository = FormatVersion, r.cfg.ID
@@ -293,7 +311,7 @@ func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord, after Aud
 		}
 		name, data, err := signAudit(&rec, key)
 		if err != nil {
-			return AuditPos{}, fmt.Errorf("repo: audit record: %w", err)
+			return AuditMark{}, fmt.Errorf("repo: audit record: %w", err)
 		}
 		var ok []*Region
 		var errs []error
@@ -306,7 +324,11 @@ func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord, after Aud
 		}
 		if len(errs) == 0 {
 			_, seq, id, _ := parseAuditName(name)
-			return AuditPos{Seq: seq, ID: id}, nil
+			held := maps.Clone(rec.PrevIn)
+			for _, reg := range rec.Regions {
+				held[reg] = seq
+			}
+			return AuditMark{AuditPos{Seq: seq, ID: id}, held}, nil
 		}
 		// Take the record back from the regions that took it and sign it
 		// again naming only them, so no region is named that lacks it.
@@ -314,11 +336,11 @@ func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord, after Aud
 			reg.Backend.Delete(ctx, name)
 		}
 		if len(ok) == 0 || ctx.Err() != nil {
-			return AuditPos{}, fmt.Errorf("repo: write audit record: %w", errors.Join(errs...))
+			return AuditMark{}, fmt.Errorf("repo: write audit record: %w", errors.Join(errs...))
 		}
 		targets = ok
 	}
-	return AuditPos{}, errors.New("repo: write audit record: no region answers")
+	return AuditMark{}, errors.New("repo: write audit record: no region answers")
 }
 
 // operatorKey opens the current operator key, creating one (a config

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -20,12 +21,12 @@ func auditEnv(t *testing.T) (*env, []string) {
 	ctx := context.Background()
 	host := e.open(e.keysHost())
 	for _, op := range []string{"init", "backup"} {
-		if _, err := host.AppendAudit(ctx, AuditRecord{Time: testTime, Op: op, Result: "ok"}, AuditPos{}); err != nil {
+		if _, err := host.AppendAudit(ctx, AuditRecord{Time: testTime, Op: op, Result: "ok"}, AuditMark{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	rec := e.open(e.keysRecovery())
-	if _, err := rec.AppendAudit(ctx, AuditRecord{Time: testTime.Add(time.Minute), Op: "restore", Result: "ok"}, AuditPos{}); err != nil {
+	if _, err := rec.AppendAudit(ctx, AuditRecord{Time: testTime.Add(time.Minute), Op: "restore", Result: "ok"}, AuditMark{}); err != nil {
 		t.Fatal(err)
 	}
 	return e, e.names(0, "audit/")
@@ -101,7 +102,7 @@ func TestAuditTamper(t *testing.T) {
 		}, "operator key that is not enrolled"},
 		{"copied from another repository", func(e *env, names []string) {
 			host := other.open(other.keysHost())
-			if _, err := host.AppendAudit(ctx, AuditRecord{Time: testTime, Op: "backup", Result: "ok"}, AuditPos{}); err != nil {
+			if _, err := host.AppendAudit(ctx, AuditRecord{Time: testTime, Op: "backup", Result: "ok"}, AuditMark{}); err != nil {
 				t.Fatal(err)
 			}
 			for _, n := range other.names(0, "audit/") {
@@ -147,10 +148,10 @@ func TestAuditAppendContinuesAfterRollback(t *testing.T) {
 	ctx := context.Background()
 	// The newest host record is gone from every region; the host remembers
 	// it, so its next record leaves the gap visible to everyone.
-	var last AuditPos
+	var last AuditMark
 	for _, n := range names {
 		if _, seq, id, _ := parseAuditName(n); strings.HasPrefix(n, "audit/"+AuditChain(HostSigner("host-a"))) && seq > last.Seq {
-			last = AuditPos{Seq: seq, ID: id}
+			last = AuditMark{AuditPos: AuditPos{Seq: seq, ID: id}}
 			defer func(n string) {
 				for i := range e.mems {
 					e.mems[i].Delete(ctx, n)
@@ -184,7 +185,7 @@ func TestAuditRegionDownNamesOnlyWrittenRegions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if _, err := r.AppendAudit(ctx, AuditRecord{Time: testTime, Op: "backup", Result: "warnings"}, AuditPos{}); err != nil {
+	if _, err := r.AppendAudit(ctx, AuditRecord{Time: testTime, Op: "backup", Result: "warnings"}, AuditMark{}); err != nil {
 		t.Fatal(err)
 	}
 	f.VerifyAllFired(t)
@@ -200,7 +201,7 @@ func TestAuditRegionDownNamesOnlyWrittenRegions(t *testing.T) {
 	}
 	// The next record goes to both; region r2 read alone lacks #1, which
 	// it never held: not a broken chain.
-	if _, err := e.open(e.keysHost()).AppendAudit(ctx, AuditRecord{Time: testTime, Op: "backup", Result: "ok"}, AuditPos{}); err != nil {
+	if _, err := e.open(e.keysHost()).AppendAudit(ctx, AuditRecord{Time: testTime, Op: "backup", Result: "ok"}, AuditMark{}); err != nil {
 		t.Fatal(err)
 	}
 	alone, err := Open(ctx, e.regions[1:], Keys{})
@@ -222,7 +223,7 @@ func TestAuditRevokedHostAndRetiredOperator(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := e.open(Keys{Host: second})
-	if _, err := b.AppendAudit(ctx, AuditRecord{Time: testTime, Op: "backup", Result: "ok"}, AuditPos{}); err != nil {
+	if _, err := b.AppendAudit(ctx, AuditRecord{Time: testTime, Op: "backup", Result: "ok"}, AuditMark{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.open(e.keysAll()).RevokeHost(ctx, "host-b", testTime.Add(time.Hour)); err != nil {
@@ -257,7 +258,7 @@ func TestAuditRevokedHostAndRetiredOperator(t *testing.T) {
 		raw, _ := json.Marshal(ops)
 		t.Fatalf("operators after rotation: %s", raw)
 	}
-	if _, err := r.AppendAudit(ctx, AuditRecord{Time: testTime, Op: "key add-recovery", Result: "ok"}, AuditPos{}); err != nil {
+	if _, err := r.AppendAudit(ctx, AuditRecord{Time: testTime, Op: "key add-recovery", Result: "ok"}, AuditMark{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.open(Keys{}).AuditTrail(ctx); err != nil {
@@ -280,5 +281,63 @@ func TestVerifyObjectAudit(t *testing.T) {
 	data[10] ^= 1
 	if err := VerifyObject(names[0], data); err == nil {
 		t.Fatal("a damaged audit record passed VerifyObject")
+	}
+}
+
+// TestAuditMarkTellsLagFromLoss: a machine's mark says how much of its
+// chain each region held. Region r2 missed record #2 (it was down) and is
+// now read alone: the next record continues after #2 and says r2 held #1,
+// so r2's hole verifies. Had r2 held #2 and lost it, the next record says
+// so and the hole is reported.
+func TestAuditMarkTellsLagFromLoss(t *testing.T) {
+	ctx := context.Background()
+	for _, lost := range []bool{false, true} {
+		e := newEnv(t, 2, crypt.KindX25519)
+		f := faulty.New(e.regions[1].Backend)
+		regions := []*Region{e.regions[0], {Name: "r2", Backend: f}}
+		r, err := Open(ctx, regions, e.keysHost())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		mark, err := r.AppendAudit(ctx, AuditRecord{Time: testTime, Op: "backup", Result: "ok"}, AuditMark{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !lost {
+			f.AddFault(faulty.OpPut, "audit/", errors.New("connection refused"), 1)
+		}
+		if mark, err = r.AppendAudit(ctx, AuditRecord{Time: testTime, Op: "backup", Result: "ok"}, mark); err != nil {
+			t.Fatal(err)
+		}
+		if lost {
+			if err := e.regions[1].Backend.Delete(ctx, auditName(HostSigner("host-a"), mark.Seq, mark.ID)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := map[string]uint64{"r1": 2, "r2": 1}
+		if lost {
+			want["r2"] = 2
+		}
+		if !maps.Equal(mark.Held, want) {
+			t.Fatalf("lost %v: mark holds %v, want %v", lost, mark.Held, want)
+		}
+
+		alone, err := Open(ctx, e.regions[1:], e.keysHost())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer alone.Close()
+		next, err := alone.AppendAudit(ctx, AuditRecord{Time: testTime, Op: "check", Result: "ok"}, mark)
+		if err != nil || next.Seq != 3 {
+			t.Fatalf("lost %v: appended at #%d, %v; want #3", lost, next.Seq, err)
+		}
+		_, err = alone.AuditTrail(ctx)
+		switch {
+		case !lost && err != nil:
+			t.Errorf("r2 alone, which never held #2: %v", err)
+		case lost && (err == nil || !strings.Contains(err.Error(), "is missing")):
+			t.Errorf("r2 alone, which lost #2: err = %v, want the hole reported", err)
+		}
 	}
 }

@@ -121,6 +121,11 @@ func (s *session) auditTrail(ctx context.Context) ([]*repo.AuditEntry, error) {
 		}
 		head := repo.AuditHead(entries, hw.Signer)
 		switch {
+		case head.Seq < hw.Seq && awayIn(s.repo, hw.Held, hw.Seq) != nil:
+			// The regions that hold the newest record did not answer;
+			// those that did were checked against what they held (the
+			// record after the hole says it).
+			s.out.warn("audit trail", fmt.Errorf("%s: the newest record this machine wrote, #%d (%s), is in region(s) %s, which did not answer", hw.Signer, hw.Seq, repo.ShortID(hw.ID), strings.Join(awayIn(s.repo, hw.Held, hw.Seq), ", ")))
 		case head.Seq < hw.Seq:
 			errs = append(errs, &repo.IntegrityError{Object: "audit trail", Reason: fmt.Sprintf("%s: the newest record is #%d, but this machine wrote #%d (%s): records were deleted or the trail was rolled back", hw.Signer, head.Seq, hw.Seq, repo.ShortID(hw.ID))})
 		case head.Seq == hw.Seq && head.ID != hw.ID:
@@ -136,7 +141,7 @@ func (s *session) auditTrail(ctx context.Context) ([]*repo.AuditEntry, error) {
 // auditHighWater is the newest record this machine appended to a chain.
 type auditHighWater struct {
 	Signer string `json:"signer"`
-	repo.AuditPos
+	repo.AuditMark
 }
 
 func auditHighWaterFile(base, repoID, signer string) string {
@@ -194,10 +199,10 @@ func appendAudit(ctx context.Context, s *session, op, target string, code int) e
 			}
 		}
 	}
-	var after repo.AuditPos
+	var after repo.AuditMark
 	if hwPath != "" {
 		if hw, err := readAuditHighWater(hwPath); err == nil && hw.Signer == signer {
-			after = hw.AuditPos
+			after = hw.AuditMark
 		}
 	}
 	pos, err := s.repo.AppendAudit(ctx, rec, after)
@@ -207,7 +212,7 @@ func appendAudit(ctx context.Context, s *session, op, target string, code int) e
 	if hwPath == "" {
 		return nil
 	}
-	data, _ := json.Marshal(auditHighWater{Signer: signer, AuditPos: pos})
+	data, _ := json.Marshal(auditHighWater{Signer: signer, AuditMark: pos})
 	return renameio.WriteFile(hwPath, data, 0o600)
 }
 

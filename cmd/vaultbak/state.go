@@ -110,6 +110,30 @@ func chainHead(snaps []*repo.Snapshot, host string, hw highWater, listed map[str
 	return seq, id, nil, nil
 }
 
+// awayIn returns the regions that held position seq of a chain, as a
+// high-water mark's held says, when none of them answered r; nil when one
+// did, or when the mark does not say (then it is checked as before).
+func awayIn(r *repo.Repository, held map[string]uint64, seq uint64) []string {
+	down := r.Down()
+	answering := map[string]bool{}
+	for _, reg := range r.Regions() {
+		if _, isDown := down[reg.Name]; !isDown {
+			answering[reg.Name] = true
+		}
+	}
+	var away []string
+	for _, reg := range slices.Sorted(maps.Keys(held)) {
+		if held[reg] != seq {
+			continue
+		}
+		if answering[reg] {
+			return nil
+		}
+		away = append(away, reg)
+	}
+	return away
+}
+
 // awayWarning says that this host's newest snapshot is only in regions
 // that did not answer, and what the command does about it.
 func awayWarning(hw highWater, away []string, then string) error {
