@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -162,7 +163,10 @@ func loadConfig(g *globals) (*fileConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return nil, usagef("config file %s: %v", p, err)
+		if errors.Is(err, io.EOF) {
+			return nil, withHint(usagef("config file %s is empty", p), "list the regions in it (see README, Configuration)")
+		}
+		return nil, withHint(usagef("config file %s: %s", p, yamlError(err)), "see README, Configuration, for the keys and their values")
 	}
 	c.path = p
 	if err := c.validate(); err != nil {
@@ -170,6 +174,23 @@ func loadConfig(g *globals) (*fileConfig, error) {
 	}
 	return &c, nil
 }
+
+// yamlError words the YAML decoder's error in the config's terms: `line 7:
+// unknown key "qourum"`, not the Go type the file is decoded into.
+func yamlError(err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return strings.TrimPrefix(err.Error(), "yaml: ")
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		m = unknownKey.ReplaceAllString(m, `unknown key "$1"`)
+		msgs[i] = strings.ReplaceAll(m, "main.", "")
+	}
+	return strings.Join(msgs, "; ")
+}
+
+var unknownKey = regexp.MustCompile(`field (\S+) not found in type \S+`)
 
 func (c *fileConfig) validate() error {
 	if len(c.Regions) == 0 {

@@ -46,7 +46,10 @@ func TestConfigSets(t *testing.T) {
 		{"no name", base + "sets:\n  - paths: [x]\n", "no usable name"},
 		{"bad sample", base + "drill:\n  sample: 150\n", "percentage"},
 		{"bad duration", base + "drill:\n  max_rpo: soon\n", "duration"},
-		{"typo", base + "sets:\n  - name: s\n    path: [x]\n", "path"},
+		{"typo", base + "sets:\n  - name: s\n    path: [x]\n", `line 8: unknown key "path"`},
+		{"typo at the top", base + "qourum: 1\n", `line 6: unknown key "qourum"`},
+		{"wrong type", base + "quorum: two\n", "cannot unmarshal !!str `two` into int"},
+		{"empty", "", "is empty"},
 		{"scratch in a set", base + "sets:\n  - name: s\n    objectives: {scratch_dir: /tmp}\n", "drill section"},
 	}
 	for _, tc := range tests {
@@ -62,6 +65,9 @@ func TestConfigSets(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("error %v, want one saying %q (config %+v)", err, tc.wantErr, c)
+			}
+			if strings.Contains(err.Error(), "main.") {
+				t.Errorf("error %q names vaultbak's Go types", err)
 			}
 		})
 	}
