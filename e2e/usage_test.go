@@ -138,3 +138,20 @@ func TestKeyFilePermissions(t *testing.T) {
 	}
 	e.ok(e.withID("ls", "latest")...)
 }
+
+// TestBackupMissingPath: a path that does not exist fails the backup
+// (exit 1) with the error and a hint, even with --quiet, and commits
+// nothing, though the other path exists.
+func TestBackupMissingPath(t *testing.T) {
+	t.Parallel()
+	e := newRepo(t)
+	src := filepath.Join(e.dir, "src")
+	writeFile(t, filepath.Join(src, "a.txt"), []byte("a\n"), 0o644)
+	missing := filepath.Join(e.dir, "no-such-dir")
+	r := e.expect(exitFailure, "--quiet", "backup", src, missing)
+	requireContains(t, "backup of a missing path", r.stderr, missing+": no such file or directory")
+	requireContains(t, "backup of a missing path", r.stderr, "hint: check the path")
+	if n := len(e.snapshots()); n != 0 {
+		t.Errorf("%d snapshots after a failed backup, want none", n)
+	}
+}

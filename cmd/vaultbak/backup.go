@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -169,6 +172,10 @@ func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags, o
 		HeadID:   headID,
 	}, progress)
 	stop(err)
+	var pe *fs.PathError
+	if errors.As(err, &pe) && errors.Is(err, fs.ErrNotExist) && slices.Contains(absPaths, pe.Path) {
+		return withHint(err, "check the path: every path given must exist; nothing was committed")
+	}
 	if err != nil {
 		return err
 	}
