@@ -166,6 +166,50 @@ func TestRestoreInclude(t *testing.T) {
 	check(target, "top.txt", "other/sub/e.txt")
 }
 
+// TestRestoreIncludeNotInSnapshot: an --include the snapshot does not hold
+// (absolute, relative, or one of several) is a usage error (exit 2) naming
+// the path and the snapshot, with a hint, and nothing is written to the
+// target. It used to restore nothing (or the rest) and exit 0.
+func TestRestoreIncludeNotInSnapshot(t *testing.T) {
+	t.Parallel()
+	e := newRepo(t)
+	src := filepath.Join(e.dir, "src")
+	writeFile(t, filepath.Join(src, "keep/a.txt"), []byte("a\n"), 0o644)
+	sum, _ := e.backupJSON(exitOK, src)
+	short := sum["snapshot"].(string)[:12]
+	for _, c := range []struct {
+		name     string
+		includes []string
+		say      []string // in stderr
+		notSay   string
+	}{
+		{"an absolute path", []string{"/no/such"}, []string{"/no/such", "hint: ", "vaultbak ls " + short}, ""},
+		{"a relative path", []string{"etc/nginx"}, []string{"/etc/nginx", "etc/nginx is read as /etc/nginx", "hint: "}, ""},
+		{"a path below a directory held", []string{filepath.Join(src, "keep/b.txt")}, []string{filepath.Join(src, "keep/b.txt"), "vaultbak ls " + short + " " + filepath.Join(src, "keep")}, ""},
+		{"one of two", []string{filepath.Join(src, "keep"), "/no/such"}, []string{"/no/such", "the other --include paths are there"}, filepath.Join(src, "keep") + ","},
+	} {
+		target := filepath.Join(t.TempDir(), "out")
+		args := e.withID("restore", "latest", "--target", target)
+		for _, inc := range c.includes {
+			args = append(args, "--include", inc)
+		}
+		r := e.run(args...)
+		if r.code != exitUsage {
+			t.Errorf("%s: want exit %d\n%s", c.name, exitUsage, r)
+			continue
+		}
+		for _, say := range append(c.say, "snapshot "+short, "nothing was restored") {
+			requireContains(t, c.name, r.stderr, say)
+		}
+		if c.notSay != "" && strings.Contains(r.stderr, c.notSay) {
+			t.Errorf("%s: names %q, which the snapshot holds\n%s", c.name, c.notSay, r)
+		}
+		if _, err := os.Lstat(target); !os.IsNotExist(err) {
+			t.Errorf("%s: the target was created (%v)", c.name, err)
+		}
+	}
+}
+
 // TestBackupExclude leaves out what --exclude patterns match: a pattern
 // without a slash matches names at any depth, one with a slash an absolute
 // path and what is below it.

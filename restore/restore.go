@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,9 +22,12 @@ import (
 
 // Options configure a restore.
 type Options struct {
-	Target   string   // directory to restore into; created when missing
-	Includes []string // absolute snapshot paths to restore (and what is below them); empty: all
-	Workers  int      // files restored concurrently; 0: 2
+	Target string // directory to restore into; created when missing
+	// Includes are the snapshot paths to restore, with what is below them
+	// (read as Find reads them); empty: all. One the snapshot lacks is a
+	// *NotFoundError, and then nothing is written.
+	Includes []string
+	Workers  int // files restored concurrently; 0: 2
 	// Warn is told about entries that could not be restored exactly
 	// (a device node without root); nil ignores them. Sockets are not
 	// recreated (a socket belongs to the process that listened on it).
@@ -89,12 +91,14 @@ func Run(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, opts Opti
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
+	// An include the snapshot lacks is an error before anything is
+	// written: restoring the rest would pass for a complete restore.
+	includes, err := findAll(ctx, r, snap.Tree, opts.Includes)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
 	if err := os.MkdirAll(target, 0o700); err != nil {
 		return nil, fmt.Errorf("restore: target: %w", err)
-	}
-	var includes []string
-	for _, inc := range opts.Includes {
-		includes = append(includes, path.Clean("/"+inc))
 	}
 	rs := &restorer{
 		r: r, opts: opts, target: target, progress: progress,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"path"
+	"slices"
+	"strings"
 
 	"vaultbak/crypt"
 	"vaultbak/repo"
@@ -50,19 +52,23 @@ func walk(ctx context.Context, r *repo.Repository, dir string, id crypt.ID, fn f
 	return nil
 }
 
-// Find returns the node at absolute path p in the snapshot tree root.
+// Find returns the node at absolute path p in the snapshot tree root. A
+// relative p is read from the snapshot's root ("etc" is "/etc"). A path the
+// snapshot does not hold is a *NotFoundError.
 func Find(ctx context.Context, r *repo.Repository, root crypt.ID, p string) (*repo.Node, error) {
 	p = path.Clean("/" + p)
 	if p == "/" {
 		return &repo.Node{Name: []byte("/"), Type: repo.NodeDir, Subtree: &root}, nil
 	}
 	var found *repo.Node
+	nearest := "/"
 	err := Walk(ctx, r, root, func(q string, n *repo.Node) error {
 		switch {
 		case q == p:
 			found = n
 			return errStop
-		case n.Type == repo.NodeDir && len(p) > len(q) && p[:len(q)+1] == q+"/":
+		case n.Type == repo.NodeDir && strings.HasPrefix(p, q+"/"):
+			nearest = q
 			return nil
 		}
 		return SkipDir
@@ -71,15 +77,62 @@ func Find(ctx context.Context, r *repo.Repository, root crypt.ID, p string) (*re
 		return nil, err
 	}
 	if found == nil {
-		return nil, ErrNotInSnapshot
+		return nil, &NotFoundError{Paths: []string{p}, Nearest: nearest}
 	}
 	return found, nil
 }
 
 var errStop = errors.New("stop walking")
 
-// ErrNotInSnapshot is returned by Find for a path the snapshot does not hold.
+// ErrNotInSnapshot is what a *NotFoundError unwraps to.
 var ErrNotInSnapshot = errors.New("no such path in the snapshot")
+
+// NotFoundError names paths asked for (to Find, Dump, or Run as includes)
+// that the snapshot does not hold.
+type NotFoundError struct {
+	Paths []string // absolute and cleaned, in the order asked, each once
+	// Nearest is the deepest directory the snapshot holds on the way to
+	// Paths[0] ("/" at worst): where to look for what was meant.
+	Nearest string
+}
+
+func (e *NotFoundError) Error() string {
+	if len(e.Paths) == 1 {
+		return e.Paths[0] + ": " + ErrNotInSnapshot.Error()
+	}
+	return strings.Join(e.Paths, ", ") + ": no such paths in the snapshot"
+}
+
+func (e *NotFoundError) Unwrap() error { return ErrNotInSnapshot }
+
+// findAll checks that the snapshot tree root holds every path of ps and
+// returns them cleaned (as Find reads them), each once; the paths it lacks
+// are a *NotFoundError.
+func findAll(ctx context.Context, r *repo.Repository, root crypt.ID, ps []string) ([]string, error) {
+	var clean []string
+	var missing *NotFoundError
+	for _, p := range ps {
+		p = path.Clean("/" + p)
+		if slices.Contains(clean, p) {
+			continue
+		}
+		clean = append(clean, p)
+		_, err := Find(ctx, r, root, p)
+		var nf *NotFoundError
+		switch {
+		case errors.As(err, &nf) && missing == nil:
+			missing = nf
+		case errors.As(err, &nf):
+			missing.Paths = append(missing.Paths, p)
+		case err != nil:
+			return nil, err
+		}
+	}
+	if missing != nil {
+		return nil, missing
+	}
+	return clean, nil
+}
 
 // StreamName returns the file name of a stream snapshot (one made from
 // standard input or a command): its root holds exactly one regular file.

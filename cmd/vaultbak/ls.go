@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"path"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -40,7 +43,7 @@ func runLs(ctx context.Context, g *globals, ref, under string, long bool) error 
 	defer s.Close()
 	start, err := restore.Find(ctx, s.repo, snap.Tree, under)
 	if err != nil {
-		return usagef("snapshot %s: %s: %v", repo.ShortID(snap.ID), under, err)
+		return notInSnapshot(err, "ls", snap, []string{under}, "")
 	}
 	count := 0
 	show := func(p string, n *repo.Node) error {
@@ -95,6 +98,33 @@ func typeBits(t string) fs.FileMode {
 		return fs.ModeDevice
 	}
 	return 0
+}
+
+// notInSnapshot turns paths the snapshot lacks (a *restore.NotFoundError
+// in err) into a usage error (exit 2) naming the command, the snapshot and
+// the paths, with a hint saying where to look; asked are the paths as the
+// user typed them, note (if any) ends the message. Other errors pass
+// through.
+func notInSnapshot(err error, cmd string, snap *repo.Snapshot, asked []string, note string) error {
+	var nf *restore.NotFoundError
+	if !errors.As(err, &nf) {
+		return err
+	}
+	id := repo.ShortID(snap.ID)
+	hint := fmt.Sprintf("list the paths snapshot %s holds with 'vaultbak ls %s'", id, id)
+	if nf.Nearest != "/" {
+		hint = fmt.Sprintf("snapshot %s holds %s: list what is below it with 'vaultbak ls %s %s'", id, nf.Nearest, id, nf.Nearest)
+	}
+	for _, p := range asked {
+		if !strings.HasPrefix(p, "/") {
+			hint += fmt.Sprintf("; snapshot paths are absolute, as they were on the host (%s is read as %s)", p, path.Clean("/"+p))
+			break
+		}
+	}
+	if note != "" {
+		note = "; " + note
+	}
+	return withHint(usagef("%s: snapshot %s: %v%s", cmd, id, nf, note), hint)
 }
 
 // openSnapshot opens the repository with the recovery identity and

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,6 +32,11 @@ func newRestoreCmd(g *globals) *cobra.Command {
 they were on the host (/home/a/x becomes DIR/home/a/x). Every chunk is
 verified against its keyed ID and every file against its content hash
 before it takes its final name.
+
+--include PATH restores PATH and what is below it; snapshot paths are
+absolute, as on the host ("etc/nginx" is read as "/etc/nginx"). An
+--include the snapshot does not hold exits 2 naming it, and nothing is
+restored.
 
 --at TIME (RFC 3339, or "2006-01-02 15:04") with "latest" picks the newest
 snapshot at or before TIME, among --host/--set/--tag when given.
@@ -110,6 +117,14 @@ func runRestore(ctx context.Context, g *globals, ref string, f restoreFlags) err
 	stop := g.out.meter("restore", restoreGauges(s.repo, "restore "+repo.ShortID(snap.ID), progress, total)...)
 	res, err := restore.Run(ctx, s.repo, snap, restore.Options{Target: f.target, Includes: f.includes, Warn: g.out.warn}, progress)
 	stop(err)
+	var nf *restore.NotFoundError
+	if errors.As(err, &nf) {
+		note := "nothing was restored"
+		if len(nf.Paths) < distinctPaths(f.includes) {
+			note += " (the other --include paths are there)"
+		}
+		return notInSnapshot(err, "restore --include", snap, f.includes, note)
+	}
 	if err != nil {
 		return fmt.Errorf("restore of snapshot %s: %w", repo.ShortID(snap.ID), err)
 	}
@@ -132,6 +147,15 @@ func runRestore(ctx context.Context, g *globals, ref string, f restoreFlags) err
 		return &warningsError{fmt.Sprintf("restore completed with %d warning(s)", res.Warnings)}
 	}
 	return nil
+}
+
+// distinctPaths counts the snapshot paths ps name, as restore reads them.
+func distinctPaths(ps []string) int {
+	seen := map[string]bool{}
+	for _, p := range ps {
+		seen[path.Clean("/"+p)] = true
+	}
+	return len(seen)
 }
 
 func runRestoreToCommand(ctx context.Context, g *globals, ref string, args []string, f restoreFlags) error {
