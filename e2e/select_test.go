@@ -166,17 +166,25 @@ func TestRestoreInclude(t *testing.T) {
 	check(target, "top.txt", "other/sub/e.txt")
 }
 
+// oneFileSnapshot backs up a source directory holding the file rel in a
+// new repository; it returns the repository, the source directory and the
+// snapshot's short ID.
+func oneFileSnapshot(t *testing.T, rel string) (*repoEnv, string, string) {
+	t.Helper()
+	e := newRepo(t)
+	src := filepath.Join(e.dir, "src")
+	writeFile(t, filepath.Join(src, rel), []byte("a\n"), 0o644)
+	sum, _ := e.backupJSON(exitOK, src)
+	return e, src, sum["snapshot"].(string)[:12]
+}
+
 // TestRestoreIncludeNotInSnapshot: an --include the snapshot does not hold
 // (absolute, relative, or one of several) is a usage error (exit 2) naming
 // the path and the snapshot, with a hint, and nothing is written to the
 // target. It used to restore nothing (or the rest) and exit 0.
 func TestRestoreIncludeNotInSnapshot(t *testing.T) {
 	t.Parallel()
-	e := newRepo(t)
-	src := filepath.Join(e.dir, "src")
-	writeFile(t, filepath.Join(src, "keep/a.txt"), []byte("a\n"), 0o644)
-	sum, _ := e.backupJSON(exitOK, src)
-	short := sum["snapshot"].(string)[:12]
+	e, src, short := oneFileSnapshot(t, "keep/a.txt")
 	for _, c := range []struct {
 		name     string
 		includes []string
@@ -206,6 +214,32 @@ func TestRestoreIncludeNotInSnapshot(t *testing.T) {
 		}
 		if _, err := os.Lstat(target); !os.IsNotExist(err) {
 			t.Errorf("%s: the target was created (%v)", c.name, err)
+		}
+	}
+}
+
+// TestPathNotInSnapshot: ls and dump of a path the snapshot does not hold
+// exit 2 like restore --include, naming the command, the snapshot and the
+// path, with a hint. dump used to exit 1 blaming "restore".
+func TestPathNotInSnapshot(t *testing.T) {
+	t.Parallel()
+	e, src, short := oneFileSnapshot(t, "a.txt")
+	for _, cmd := range []string{"ls", "dump"} {
+		for _, c := range []struct{ path, hint string }{
+			{"/no/such", "vaultbak ls " + short},
+			{filepath.Join(src, "b.txt"), "vaultbak ls " + short + " " + src},
+		} {
+			r := e.run(e.withID(cmd, "latest", c.path)...)
+			if r.code != exitUsage {
+				t.Errorf("%s %s: want exit %d\n%s", cmd, c.path, exitUsage, r)
+				continue
+			}
+			for _, say := range []string{cmd + ": snapshot " + short, c.path, "hint: ", c.hint} {
+				requireContains(t, cmd+" "+c.path, r.stderr, say)
+			}
+			if strings.Contains(r.stderr, "restore") {
+				t.Errorf("%s %s blames restore\n%s", cmd, c.path, r)
+			}
 		}
 	}
 }

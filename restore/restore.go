@@ -464,12 +464,16 @@ func (rs *restorer) setMeta(p string, n *repo.Node, symlink bool) error {
 
 // Dump writes the content of the file at snapshot path p to w, verifying
 // every chunk before it is written and the whole content at the end; a
-// failed verification is an error after which w holds a prefix.
+// failed verification is an error after which w holds a prefix. A path the
+// snapshot lacks is a *NotFoundError.
 func Dump(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, p string, w io.Writer) error {
 	if !r.CanRead() {
 		return repo.ErrNeedRecovery
 	}
 	n, err := Find(ctx, r, snap.Tree, p)
+	if errors.Is(err, ErrNotInSnapshot) {
+		return fmt.Errorf("restore: %w", err) // names p
+	}
 	if err != nil {
 		return fmt.Errorf("restore: %s: %w", p, err)
 	}

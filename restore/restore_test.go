@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -144,5 +145,26 @@ func TestRunIncludeForms(t *testing.T) {
 		if !slices.Equal(got, c.want) {
 			t.Errorf("include %q restored %q, want %q", c.includes, got, c.want)
 		}
+	}
+}
+
+// TestDumpNotInSnapshot: Dump and Find of a path the snapshot lacks return
+// a *NotFoundError naming it once, and Dump writes nothing.
+func TestDumpNotInSnapshot(t *testing.T) {
+	r, snap, src := testSnapshot(t, map[string]string{"a.txt": "a\n"})
+	var out bytes.Buffer
+	err := Dump(context.Background(), r, snap, src+"/b.txt", &out)
+	var nf *NotFoundError
+	if !errors.As(err, &nf) || nf.Nearest != src || out.Len() != 0 {
+		t.Fatalf("Dump of a missing file: %v (%d bytes written)", err, out.Len())
+	}
+	if strings.Count(err.Error(), src+"/b.txt") != 1 {
+		t.Errorf("%q should name the path once", err)
+	}
+	if _, err := Find(context.Background(), r, snap.Tree, "/nowhere"); !errors.Is(err, ErrNotInSnapshot) {
+		t.Errorf("Find of a missing path: %v", err)
+	}
+	if err := Dump(context.Background(), r, snap, src+"/a.txt", &out); err != nil || out.String() != "a\n" {
+		t.Errorf("Dump of a.txt: %q, %v", out.String(), err)
 	}
 }

@@ -38,7 +38,7 @@ func runDump(ctx context.Context, g *globals, ref, p string) error {
 	w := bufio.NewWriterSize(os.Stdout, 1<<20)
 	if err := restore.Dump(ctx, s.repo, snap, p, w); err != nil {
 		w.Flush()
-		return err
+		return notInSnapshot(err, "dump", snap, []string{p}, "")
 	}
 	return w.Flush()
 }
