@@ -73,6 +73,31 @@ func TestJSONOutput(t *testing.T) {
 	}
 }
 
+// TestCheckReadDataSample: check --read-data=PERCENT (with or without "%")
+// decrypts ceil(PERCENT% of the packs), at least one, and says how many of
+// how many; on a one-pack repository 10% used to decrypt none and pass.
+// "--read-data 50" (no "=") is refused saying how to write it.
+func TestCheckReadDataSample(t *testing.T) {
+	t.Parallel()
+	e := newRepo(t)
+	src := filepath.Join(e.dir, "src")
+	writeFile(t, filepath.Join(src, "a.txt"), textBytes(1, 10<<10), 0o644)
+	e.ok("backup", src)
+	for _, arg := range []string{"--read-data=10%", "--read-data=10", "--read-data=0.5", "--read-data"} {
+		r := e.ok(e.withID("--json", "check", arg)...)
+		c := requireSummary(t, jsonLines(t, r.stdout), r)
+		if num(t, c, "packs_read") != 1 || num(t, c, "packs_indexed") != 1 || num(t, c, "blobs") < 2 || num(t, c, "problems") != 0 {
+			t.Errorf("check %s on one pack: want it read and verified\n%s", arg, r)
+		}
+		r = e.ok(e.withID("check", arg)...)
+		requireContains(t, "check "+arg, r.stdout, " in 1 of 1 packs decrypted and verified")
+	}
+	r := e.run(e.withID("check", "--read-data", "50")...)
+	if r.code != exitUsage || !strings.Contains(r.stderr, "--read-data=50") {
+		t.Errorf("check --read-data 50: want exit %d saying --read-data=50\n%s", exitUsage, r)
+	}
+}
+
 // TestJSONWarningsEndWithSummary: a backup that completes with warnings
 // (exit 3) is a finished run whose --json output must still end with its
 // summary object.

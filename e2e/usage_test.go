@@ -33,6 +33,7 @@ func TestUsageErrors(t *testing.T) {
 		{"restore without --target", runOpts{}, e.withID("restore", "latest"), "--target"},
 		{"restore without a snapshot", runOpts{}, e.withID("restore", "--target", "x"), "arg"},
 		{"check with a bad percentage", runOpts{}, e.withID("check", "--read-data=150"), "percent"},
+		{"check with no percentage", runOpts{}, e.withID("check", "--read-data=NaN"), "percent"},
 		{"keygen without --out", runOpts{}, []string{"keygen"}, "out"},
 		{"keygen over an existing key", runOpts{}, []string{"keygen", "--out", e.recovery}, "exists"},
 		{"a missing identity file", runOpts{}, []string{"--identity", filepath.Join(empty, "nokey"), "ls", "latest"}, "recovery identity"},

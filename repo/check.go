@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -22,9 +24,11 @@ type CheckOptions struct {
 	// ReadData decrypts packs and verifies every blob against its keyed ID,
 	// and walks every snapshot's trees. Needs the recovery identity.
 	ReadData bool
-	// Percent of packs to read with ReadData (0 or 100: all). The sample is
-	// chosen by pack hash, so successive runs with the same percentage read
-	// the same packs; vary Seed to rotate.
+	// Percent of packs to read with ReadData (0 or 100: all): the
+	// ceil(Percent% × N) of the N indexed packs, so at least one, that rank
+	// first by a hash of Seed and the pack. Successive runs with the same
+	// percentage read the same packs (a larger one reads more of them);
+	// vary Seed to rotate.
 	Percent float64
 	Seed    string
 	// Progress, if set, is called after each object is checked.
@@ -40,6 +44,10 @@ type CheckResult struct {
 	Snapshots int     // manifests verified (summed over regions)
 	Problems  []error // *IntegrityError
 	Warnings  []string
+
+	// With ReadData: packs decrypted and verified, of the PacksIndexed
+	// packs the index names (all of them unless Percent samples).
+	PacksRead, PacksIndexed int
 }
 
 // Check verifies the repository in every region. Without keys it verifies
@@ -241,14 +249,13 @@ func hashObject(ctx context.Context, reg *Region, name string) (int64, error) {
 // checkData decrypts the selected packs (from the first region whose copy
 // is intact) and verifies every blob, then walks every snapshot's trees.
 func (r *Repository) checkData(ctx context.Context, opts CheckOptions, res *CheckResult, problem func(error)) error {
-	packs := r.index.Packs()
-	var selected []crypt.ID
-	for p := range packs {
-		if sampled(p, opts.Percent, opts.Seed) {
-			selected = append(selected, p)
-		}
+	var packs []crypt.ID
+	for p := range r.index.Packs() {
+		packs = append(packs, p)
 	}
+	selected := choosePacks(packs, opts.Percent, opts.Seed)
 	sort.Slice(selected, func(i, j int) bool { return bytes.Compare(selected[i][:], selected[j][:]) < 0 })
+	res.PacksRead, res.PacksIndexed = len(selected), len(packs)
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(2)
@@ -289,13 +296,29 @@ func (r *Repository) checkData(ctx context.Context, opts CheckOptions, res *Chec
 	return nil
 }
 
-func sampled(p crypt.ID, percent float64, seed string) bool {
-	if percent <= 0 || percent >= 100 {
-		return true
+// choosePacks returns the ceil(percent% × len(packs)) packs, at least one,
+// that rank first by SHA-256 of seed and the pack ID (all of them for a
+// percent of 0 or 100 and above).
+func choosePacks(packs []crypt.ID, percent float64, seed string) []crypt.ID {
+	if percent <= 0 || percent >= 100 || len(packs) == 0 {
+		return packs
 	}
-	h := sha256.Sum256(append([]byte(seed), p[:]...))
-	v := float64(uint32(h[0])<<24|uint32(h[1])<<16|uint32(h[2])<<8|uint32(h[3])) / float64(1<<32)
-	return v*100 < percent
+	// The small slack keeps 7% of 100 at 7, despite binary fractions.
+	n := max(1, int(math.Ceil(percent*float64(len(packs))/100-1e-9)))
+	type ranked struct {
+		rank [sha256.Size]byte
+		pack crypt.ID
+	}
+	all := make([]ranked, len(packs))
+	for i, p := range packs {
+		all[i] = ranked{sha256.Sum256(append([]byte(seed), p[:]...)), p}
+	}
+	slices.SortFunc(all, func(a, b ranked) int { return bytes.Compare(a.rank[:], b.rank[:]) })
+	out := make([]crypt.ID, min(n, len(all)))
+	for i := range out {
+		out[i] = all[i].pack
+	}
+	return out
 }
 
 // verifyPack decrypts one pack and verifies each blob in it and its trailer

@@ -3,6 +3,8 @@ package repo
 import (
 	"context"
 	"errors"
+	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,12 +53,79 @@ func TestCheckCleanRepository(t *testing.T) {
 	if res.Blobs != len(blobs)+2 { // + the tree and the body
 		t.Errorf("read-data verified %d blobs, want %d", res.Blobs, len(blobs)+2)
 	}
-	// Sampling 0.0001% of one pack reads at most that pack; the same seed
-	// picks the same sample.
+	// Sampling 0.0001% of one pack reads that pack.
 	a, _ := r.Check(ctx, CheckOptions{ReadData: true, Percent: 0.0001, Seed: "x"})
-	b, _ := r.Check(ctx, CheckOptions{ReadData: true, Percent: 0.0001, Seed: "x"})
-	if a.Blobs != b.Blobs || a.Blobs > res.Blobs {
-		t.Errorf("sampled checks read %d and %d blobs", a.Blobs, b.Blobs)
+	if a.Blobs != res.Blobs || a.PacksRead != 1 || a.PacksIndexed != 1 {
+		t.Errorf("a sampled check read %d blobs in %d of %d packs, want %d in 1 of 1", a.Blobs, a.PacksRead, a.PacksIndexed, res.Blobs)
+	}
+}
+
+// TestCheckReadDataSample: a percentage of N packs reads ceil(percent% × N)
+// of them, at least one, whatever the seed. It used to keep each pack with
+// that probability, so --read-data=10% of a one-pack repository mostly
+// verified nothing and passed.
+func TestCheckReadDataSample(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 1, crypt.KindX25519)
+	const packs = 10
+	for i := range packs { // one blob per pack
+		w := newWriter(t, e.repo)
+		saveAll(t, w, [][]byte{randomBlob(uint64(100+i), 3000)})
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.open(e.keysRecovery())
+	for _, c := range []struct {
+		percent float64
+		want    int
+	}{{0.0001, 1}, {10, 1}, {15, 2}, {25, 3}, {70, 7}, {99.9, 10}, {100, 10}, {0, 10}} {
+		for _, seed := range []string{"", "a", "b", "c", "d"} {
+			res, err := r.Check(ctx, CheckOptions{ReadData: true, Percent: c.percent, Seed: seed})
+			if err != nil || len(res.Problems) != 0 {
+				t.Fatalf("%v%%: %v, %v", c.percent, err, res.Problems)
+			}
+			if res.PacksRead != c.want || res.PacksIndexed != packs || res.Blobs != c.want {
+				t.Errorf("%v%% (seed %q): %d blobs in %d of %d packs read, want %d of %d", c.percent, seed, res.Blobs, res.PacksRead, res.PacksIndexed, c.want, packs)
+			}
+		}
+	}
+}
+
+// TestChoosePacks: the sample is a function of the seed, a larger
+// percentage reads a superset, and the seed rotates it.
+func TestChoosePacks(t *testing.T) {
+	var packs []crypt.ID
+	for i := range 20 {
+		packs = append(packs, testID(byte(i)))
+	}
+	if got := choosePacks(nil, 10, ""); len(got) != 0 {
+		t.Errorf("no packs: chose %d", len(got))
+	}
+	first := map[crypt.ID]bool{}
+	for _, seed := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
+		prev := map[crypt.ID]bool{}
+		for _, pct := range []float64{1, 5, 7, 33, 50, 99, 100} {
+			got := choosePacks(slices.Clone(packs), pct, seed)
+			again := choosePacks(slices.Clone(packs), pct, seed)
+			if want := max(1, int(math.Ceil(pct*20/100))); len(got) != want || !slices.Equal(got, again) {
+				t.Fatalf("%v%% of 20 (seed %q): %d packs, then %d; want %d, the same", pct, seed, len(got), len(again), want)
+			}
+			now := map[crypt.ID]bool{}
+			for _, p := range got {
+				now[p] = true
+			}
+			for p := range prev {
+				if !now[p] {
+					t.Errorf("%v%% (seed %q) drops pack %s that a smaller percentage read", pct, seed, p)
+				}
+			}
+			prev = now
+		}
+		first[choosePacks(slices.Clone(packs), 1, seed)[0]] = true
+	}
+	if len(first) < 3 {
+		t.Errorf("8 seeds chose %d distinct packs at 1%%", len(first))
 	}
 }
 

@@ -21,18 +21,27 @@ func newCheckCmd(g *globals) *cobra.Command {
 every pack and index file and the signature of every manifest. With the
 host credential: also that every indexed pack is present with its size in
 every region. With --read-data and the recovery identity: also decrypt the
-packs (all, or PERCENT of them) and verify every chunk against its keyed
-ID, and walk every snapshot's trees. The audit trail is verified as by
-'audit verify'.
+packs (all, or with --read-data=PERCENT that share of them, rounded up: at
+least one) and verify every chunk against its keyed ID, and walk every
+snapshot's trees. PERCENT is written after "=", with or without "%"
+(--read-data=10%, --read-data=10); the same percentage picks the same
+packs every run. The audit trail is verified as by 'audit verify'.
 
 Damage exits 4 naming the object and region; a region that merely lacks
 objects another holds exits 3.`,
-		Args: cobra.NoArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 && cmd.Flags().Changed("read-data") {
+				if _, err := parsePercent(args[0]); err == nil {
+					return usagef("check takes no arguments: write the percentage after =, as in --read-data=%s", args[0])
+				}
+			}
+			return cobra.NoArgs(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCheck(cmd.Context(), g, cmd.Flags().Changed("read-data"), readData)
 		},
 	}
-	cmd.Flags().StringVar(&readData, "read-data", "100", "decrypt and verify data: all packs, or PERCENT of them")
+	cmd.Flags().StringVar(&readData, "read-data", "100", "decrypt and verify data: all packs, or (=PERCENT) that share of them, at least one")
 	cmd.Flags().Lookup("read-data").NoOptDefVal = "100"
 	return cmd
 }
@@ -40,9 +49,9 @@ objects another holds exits 3.`,
 func runCheck(ctx context.Context, g *globals, readData bool, pct string) error {
 	percent := 100.0
 	if readData {
-		v, err := strconv.ParseFloat(strings.TrimSuffix(pct, "%"), 64)
-		if err != nil || v <= 0 || v > 100 {
-			return usagef("--read-data=%s: want a percentage in (0, 100]", pct)
+		v, err := parsePercent(pct)
+		if err != nil {
+			return usagef("--read-data=%s: %v", pct, err)
 		}
 		percent = v
 	}
@@ -83,9 +92,14 @@ func runCheck(ctx context.Context, g *globals, readData bool, pct string) error 
 		g.out.warn("repository", errors.New(w))
 	}
 	if g.json {
-		g.out.emit(map[string]any{"type": "summary", "packs": res.Packs, "bytes": res.Bytes, "blobs": res.Blobs, "snapshots": res.Snapshots, "problems": len(res.Problems), "warnings": len(res.Warnings), "read_data_percent": map[bool]float64{true: percent, false: 0}[readData]})
+		g.out.emit(map[string]any{"type": "summary", "packs": res.Packs, "bytes": res.Bytes, "blobs": res.Blobs, "snapshots": res.Snapshots, "problems": len(res.Problems), "warnings": len(res.Warnings), "read_data_percent": map[bool]float64{true: percent, false: 0}[readData],
+			"packs_read": res.PacksRead, "packs_indexed": res.PacksIndexed})
 	} else {
-		g.out.textf("checked %d region(s): %d pack copies (%s read), %d manifest copies, %d chunks decrypted and verified; %d problem(s)\n", len(s.repo.Regions()), res.Packs, humanBytes(uint64(res.Bytes)), res.Snapshots, res.Blobs, len(res.Problems))
+		data := fmt.Sprintf("%d chunks decrypted and verified", res.Blobs)
+		if readData {
+			data = fmt.Sprintf("%d chunks in %d of %d packs decrypted and verified", res.Blobs, res.PacksRead, res.PacksIndexed)
+		}
+		g.out.textf("checked %d region(s): %d pack copies (%s read), %d manifest copies, %s; %d problem(s)\n", len(s.repo.Regions()), res.Packs, humanBytes(uint64(res.Bytes)), res.Snapshots, data, len(res.Problems))
 	}
 	if len(res.Problems) > 0 {
 		return fmt.Errorf("check found %d problem(s): %w", len(res.Problems), repo.ErrIntegrity)
@@ -94,4 +108,14 @@ func runCheck(ctx context.Context, g *globals, readData bool, pct string) error 
 		return &warningsError{fmt.Sprintf("check passed with %d warning(s)", len(res.Warnings))}
 	}
 	return nil
+}
+
+// parsePercent reads the PERCENT of --read-data=PERCENT: a number in
+// (0, 100], with or without a trailing "%".
+func parsePercent(s string) (float64, error) {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+	if err != nil || !(v > 0 && v <= 100) { // NaN is neither
+		return 0, errors.New("want a percentage in (0, 100], e.g. 10 or 10%")
+	}
+	return v, nil
 }
