@@ -317,6 +317,9 @@ func TestSnapshotIDPrefix(t *testing.T) {
 		}
 	}
 	e.ok(e.withID("ls", ids[1][:8])...)
+	if r := e.ok(e.withID("dump", strings.ToUpper(ids[0][:12]), f)...); r.stdout != "first\n" {
+		t.Errorf("dump with the prefix in capitals: %q, want the first snapshot's content", r.stdout)
+	}
 
 	usage := func(what, ref string) {
 		t.Helper()
@@ -333,6 +336,8 @@ func TestSnapshotIDPrefix(t *testing.T) {
 	}
 	usage("an unknown prefix", unknown)
 	usage("a too short prefix", ids[0][:2])
+	r := e.expect(exitUsage, e.withID("restore", ids[0][:12], "--at", "2030-01-01 00:00", "--target", filepath.Join(e.dir, "out"))...)
+	requireContains(t, "restore with an ID and --at", r.stderr, "goes with 'latest'")
 
 	// An ambiguous prefix needs two IDs sharing their first 4 hex digits,
 	// which takes ~300 snapshots by chance. Instead, sign a copy of the

@@ -231,12 +231,16 @@ func Pick(snaps []*Snapshot, ref string, f Filter) (*Snapshot, error) {
 		}
 		return best, nil
 	}
+	if !f.At.IsZero() {
+		return nil, &refError{fmt.Errorf("--at picks the newest snapshot at or before a time, so it goes with 'latest', not with snapshot %q", ref)}
+	}
 	if len(ref) < 4 {
 		return nil, &refError{fmt.Errorf("snapshot ID prefix %q is too short (give at least 4 hex digits)", ref)}
 	}
+	prefix := strings.ToLower(ref) // IDs are lower-case hex; a prefix copied in capitals is the same
 	var found []*Snapshot
 	for _, s := range snaps {
-		if strings.HasPrefix(s.ID, ref) && f.Match(s) {
+		if strings.HasPrefix(s.ID, prefix) && f.Match(s) {
 			found = append(found, s)
 		}
 	}

@@ -255,7 +255,8 @@ func TestPick(t *testing.T) {
 		{"bbbb", Filter{Host: "b"}, ""},                                    // filtered out
 		{"LATEST", Filter{}, ""},                                           // not the keyword
 		{"aaaa11112", Filter{}, ""},                                        // longer than any ID
-		{"cccc", Filter{At: at(0)}, "cccc4444"},                            // --at does not apply to an ID
+		{"cccc", Filter{At: at(0)}, ""},                                    // --at goes with latest, not an ID
+		{"BBBB", Filter{}, "bbbb3333"},                                     // a prefix in capitals
 		{"dddd", Filter{Tags: []string{"daily"}}, ""},                      // tags filter IDs
 		{"latest", Filter{Tags: []string{"daily"}, At: at(1)}, "aaaa1111"}, // tags and time
 	} {
