@@ -106,6 +106,10 @@ func ValidName(name string) error {
 	return nil
 }
 
+// ErrTooLarge is returned (wrapped) by ReadAll for an object larger than the
+// limit given.
+var ErrTooLarge = errors.New("object larger than the limit")
+
 // ReadAll reads a whole object, refusing objects larger than limit bytes so
 // that an untrusted region cannot make the caller allocate without bound.
 func ReadAll(ctx context.Context, b Backend, name string, limit int64) ([]byte, error) {
@@ -123,7 +127,7 @@ func ReadAll(ctx context.Context, b Backend, name string, limit int64) ([]byte, 
 		return nil, fmt.Errorf("backend: read %s: %w", name, err)
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("backend: read %s: object larger than the %d-byte limit", name, limit)
+		return nil, fmt.Errorf("backend: read %s: %w of %d bytes", name, ErrTooLarge, limit)
 	}
 	return data, nil
 }

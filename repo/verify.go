@@ -1,8 +1,12 @@
 package repo
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
+
+	"vaultbak/backend"
 )
 
 // VerifyObject checks, without any key, that data is a plausible copy of
@@ -38,6 +42,40 @@ func VerifyObject(name string, data []byte) error {
 		return nil
 	}
 	return fmt.Errorf("unexpected object name %s", name)
+}
+
+// VerifyStored checks, without any key, the copy of the object called name
+// that reg holds, as Check does: packs, index and key files are hashed as
+// they stream (so memory does not grow with their size); manifests, audit
+// records and the config are read whole within their size caps and checked
+// by VerifyObject. It returns the bytes read. A damaged copy is an
+// *IntegrityError naming the region and the object; a copy that cannot be
+// read is a *RegionError (wrapping backend.ErrNotFound when it is gone).
+func VerifyStored(ctx context.Context, reg *Region, name string) (int64, error) {
+	var limit int64
+	switch {
+	case strings.HasPrefix(name, "data/"), strings.HasPrefix(name, "index/"), strings.HasPrefix(name, "keys/"):
+		return hashObject(ctx, reg, name)
+	case strings.HasPrefix(name, "snapshots/"):
+		limit = maxManifestSize
+	case strings.HasPrefix(name, auditPrefix):
+		limit = maxAuditRecord
+	case name == "config":
+		limit = maxConfigSize
+	default:
+		return 0, &IntegrityError{Region: reg.Name, Object: name, Reason: "unexpected object name"}
+	}
+	data, err := backend.ReadAll(ctx, reg.Backend, name, limit)
+	if errors.Is(err, backend.ErrTooLarge) {
+		return 0, &IntegrityError{Region: reg.Name, Object: name, Reason: fmt.Sprintf("larger than the %d-byte cap", limit)}
+	}
+	if err != nil {
+		return 0, &RegionError{reg.Name, fmt.Errorf("read %s: %w", name, err)}
+	}
+	if err := VerifyObject(name, data); err != nil {
+		return int64(len(data)), &IntegrityError{Region: reg.Name, Object: name, Reason: strings.TrimPrefix(err.Error(), name+": ")}
+	}
+	return int64(len(data)), nil
 }
 
 // ManifestHead is what replication needs to know of a manifest without
