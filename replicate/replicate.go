@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -18,45 +20,82 @@ import (
 // prefixes are listed in commit order; Sync copies in this order.
 var prefixes = []string{"keys/", "data/", "index/", "snapshots/", "audit/", "config"}
 
+// Options select how deep Inspect looks.
+type Options struct {
+	// Verify reads every copy of every object in every region and checks it
+	// without keys (repo.VerifyStored), so that a copy damaged without a
+	// change of size is found. Without it only the copies of objects whose
+	// size differs between regions are read (and manifests, once, for the
+	// heads).
+	Verify bool
+	// Progress, if set, is called after each copy is verified, from several
+	// goroutines at once.
+	Progress func(done, total int)
+}
+
 // RegionStatus is one region compared with the union of all regions.
 type RegionStatus struct {
 	Name         string
-	Err          error // the region could not be listed
+	Err          error // the region could not be listed, or a copy in it could not be read
 	Objects      int
 	Bytes        int64
 	Missing      []string // objects other regions hold and this one lacks
-	MissingBytes int64
-	SizeMismatch []string          // objects whose size differs from another region's
+	MissingBytes int64    // the size of the copies that fill Missing
+	// Damaged are objects whose copy here fails verification; Sync replaces
+	// each with a copy from another region that verifies.
+	Damaged      []string
+	DamagedBytes int64             // the size of the intact copies that replace Damaged
+	SizeMismatch []string          // the Damaged objects whose size here differs from an intact copy's
 	Heads        map[string]uint64 // host → newest chain position here
 }
 
 // Status compares all regions.
+//
+// Which region holds the damaged copy of an object is decided by
+// verification, never by listing order: when copies of one object differ in
+// size (or, with Options.Verify, always), every copy is read and checked
+// without keys, and only the copies that fail are damaged. A region whose
+// copy verifies is never blamed, and its copy is never overwritten.
 type Status struct {
 	Regions []RegionStatus
 	// Heads is host → newest chain position in any region.
 	Heads map[string]uint64
-	// Problems are manifests that fail verification (found while reading
-	// heads): damage, not lag.
+	// Damage is one *repo.IntegrityError per damaged copy of an object that
+	// some other region holds intact (Sync heals these).
+	Damage []error
+	// Problems are objects of which every copy read fails verification, one
+	// *repo.IntegrityError each, naming the regions: Sync cannot heal them.
 	Problems []error
 
-	have  []map[string]int64 // per region: name → size
-	union map[string]int64
+	have    []map[string]int64 // per region: name → listed size; nil when the region failed
+	damaged []map[string]error // per region: name → why its copy fails verification
+	union   map[string]int64   // name → size of an intact copy (of any copy when none is)
+	lost    map[string]bool    // names no region holds intact
 }
 
-// InSync reports whether every region answered and holds every object.
+// InSync reports whether every region answered and holds an intact copy of
+// every object (as far as Inspect looked).
 func (s *Status) InSync() bool {
 	for _, r := range s.Regions {
-		if r.Err != nil || len(r.Missing) > 0 || len(r.SizeMismatch) > 0 {
+		if r.Err != nil || len(r.Missing) > 0 || len(r.Damaged) > 0 {
 			return false
 		}
 	}
 	return len(s.Problems) == 0
 }
 
-// Inspect lists every region and compares them.
-func Inspect(ctx context.Context, regions []*repo.Region) (*Status, error) {
-	st := &Status{Heads: map[string]uint64{}, union: map[string]int64{}, have: make([]map[string]int64, len(regions))}
-	st.Regions = make([]RegionStatus, len(regions))
+// Inspect lists every region and compares them, verifying the copies that
+// listing alone cannot decide between (see Status).
+func Inspect(ctx context.Context, regions []*repo.Region, opts Options) (*Status, error) {
+	st := &Status{
+		Regions: make([]RegionStatus, len(regions)),
+		Heads:   map[string]uint64{},
+		have:    make([]map[string]int64, len(regions)),
+		damaged: make([]map[string]error, len(regions)),
+		union:   map[string]int64{},
+		lost:    map[string]bool{},
+	}
+	answered := 0
 	for i, reg := range regions {
 		rs := &st.Regions[i]
 		rs.Name = reg.Name
@@ -81,56 +120,123 @@ func Inspect(ctx context.Context, regions []*repo.Region) (*Status, error) {
 		if rs.Err != nil {
 			continue
 		}
-		st.have[i] = have
-		for name, size := range have {
-			rs.Objects++
-			rs.Bytes += size
-			if _, ok := st.union[name]; !ok {
-				st.union[name] = size
-			}
-		}
-	}
-	answered := 0
-	for i := range regions {
-		rs := &st.Regions[i]
-		if rs.Err != nil {
-			continue
-		}
 		answered++
-		for name, size := range st.union {
-			got, ok := st.have[i][name]
-			switch {
-			case !ok:
-				rs.Missing = append(rs.Missing, name)
-				rs.MissingBytes += size
-			case got != size && !strings.HasPrefix(name, "config"):
-				rs.SizeMismatch = append(rs.SizeMismatch, name)
-			}
-		}
-		sort.Strings(rs.Missing)
-		sort.Strings(rs.SizeMismatch)
+		st.have[i] = have
+		st.damaged[i] = map[string]error{}
 	}
 	if answered == 0 {
 		return nil, fmt.Errorf("replicate: no region could be listed")
 	}
+	if err := st.verify(ctx, regions, opts); err != nil {
+		return nil, err
+	}
 	if err := st.readHeads(ctx, regions); err != nil {
 		return nil, err
 	}
+	st.compare(regions)
 	return st, nil
 }
 
-// readHeads reads every manifest once (from a region that holds it) to
-// learn each region's newest chain position per host.
-func (st *Status) readHeads(ctx context.Context, regions []*repo.Region) error {
-	heads := map[string]repo.ManifestHead{}
-	for name := range st.union {
-		id, ok := strings.CutPrefix(name, "snapshots/")
-		if !ok {
-			continue
+// verify reads and checks every copy of every object whose listed size
+// differs between regions — one copy at least is damaged, and only reading
+// tells which — or, with opts.Verify, of every object. The config is left
+// out: it cannot be verified without the repository secrets, and regions
+// may hold different versions of it for a while after a key change. A
+// region that fails to answer a read is left out of the comparison, like
+// one that failed to list.
+func (st *Status) verify(ctx context.Context, regions []*repo.Region, opts Options) error {
+	size := map[string]int64{}
+	differs := map[string]bool{}
+	for _, have := range st.have {
+		for name, n := range have {
+			if prev, ok := size[name]; ok && prev != n {
+				differs[name] = true
+			}
+			size[name] = n
 		}
-		var lastErr error
+	}
+	type job struct {
+		region int
+		name   string
+	}
+	var jobs []job
+	for i, have := range st.have {
+		for name := range have {
+			if name != "config" && (opts.Verify || differs[name]) {
+				jobs = append(jobs, job{i, name})
+			}
+		}
+	}
+	sort.Slice(jobs, func(a, b int) bool {
+		if jobs[a].region != jobs[b].region {
+			return jobs[a].region < jobs[b].region
+		}
+		return jobs[a].name < jobs[b].name
+	})
+
+	var mu sync.Mutex
+	done := 0
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for _, j := range jobs {
+		g.Go(func() error {
+			mu.Lock()
+			failed := st.Regions[j.region].Err != nil
+			mu.Unlock()
+			var err error
+			if !failed {
+				_, err = repo.VerifyStored(gctx, regions[j.region], j.name)
+			}
+			if err != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			var ie *repo.IntegrityError
+			switch {
+			case err == nil:
+			case errors.As(err, &ie):
+				st.damaged[j.region][j.name] = err
+			case st.Regions[j.region].Err == nil:
+				st.Regions[j.region].Err = err
+			}
+			done++
+			if opts.Progress != nil {
+				opts.Progress(done, len(jobs))
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for i := range st.Regions {
+		if st.Regions[i].Err != nil {
+			st.have[i], st.damaged[i] = nil, nil
+		}
+	}
+	return nil
+}
+
+// readHeads reads every manifest once, from the first region whose copy is
+// not known to be damaged, to learn each region's newest chain position per
+// host. A copy that fails to parse or verify on the way is damage in its
+// region.
+func (st *Status) readHeads(ctx context.Context, regions []*repo.Region) error {
+	names := map[string]bool{}
+	for _, have := range st.have {
+		for name := range have {
+			if strings.HasPrefix(name, "snapshots/") {
+				names[name] = true
+			}
+		}
+	}
+	heads := map[string]repo.ManifestHead{}
+	for name := range names {
+		id := strings.TrimPrefix(name, "snapshots/")
+		var readErr error
 		for i, reg := range regions {
-			if _, has := st.have[i][name]; !has {
+			if _, has := st.have[i][name]; !has || st.damaged[i][name] != nil {
 				continue
 			}
 			data, err := backend.ReadAll(ctx, reg.Backend, name, 1<<20)
@@ -138,24 +244,25 @@ func (st *Status) readHeads(ctx context.Context, regions []*repo.Region) error {
 				var h repo.ManifestHead
 				if h, err = repo.ParseManifestHead(id, data); err == nil {
 					heads[name] = h
-					lastErr = nil
+					readErr = nil
 					break
 				}
-				err = &repo.IntegrityError{Region: reg.Name, Object: name, Reason: err.Error()}
+			} else if !errors.Is(err, backend.ErrTooLarge) {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				readErr = &repo.RegionError{Region: reg.Name, Err: err}
+				continue
 			}
-			lastErr = err
+			st.damaged[i][name] = &repo.IntegrityError{Region: reg.Name, Object: name, Reason: err.Error()}
 		}
-		if lastErr != nil {
-			var ie *repo.IntegrityError
-			if !errors.As(lastErr, &ie) {
-				return lastErr
-			}
-			st.Problems = append(st.Problems, lastErr)
+		if readErr != nil {
+			return readErr
 		}
 	}
 	for i := range regions {
 		for name := range st.have[i] {
-			if h, ok := heads[name]; ok {
+			if h, ok := heads[name]; ok && st.damaged[i][name] == nil {
 				st.Regions[i].Heads[h.Host] = max(st.Regions[i].Heads[h.Host], h.Seq)
 				st.Heads[h.Host] = max(st.Heads[h.Host], h.Seq)
 			}
@@ -164,20 +271,88 @@ func (st *Status) readHeads(ctx context.Context, regions []*repo.Region) error {
 	return nil
 }
 
+// compare fills in each region's counts, what it lacks and which of its
+// copies are damaged, and finds the objects no region holds intact.
+func (st *Status) compare(regions []*repo.Region) {
+	for i := range regions {
+		for name, size := range st.have[i] {
+			if _, ok := st.union[name]; !ok || st.damaged[i][name] == nil {
+				st.union[name] = size
+			}
+		}
+	}
+	names := slices.Sorted(maps.Keys(st.union))
+	for _, name := range names {
+		intact := false
+		var reasons []string
+		for i, reg := range regions {
+			if _, has := st.have[i][name]; !has {
+				continue
+			}
+			err := st.damaged[i][name]
+			if err == nil {
+				intact = true
+				break
+			}
+			var ie *repo.IntegrityError
+			if errors.As(err, &ie) {
+				reasons = append(reasons, fmt.Sprintf("region %s: %s", reg.Name, ie.Reason))
+			}
+		}
+		if !intact {
+			st.lost[name] = true
+			st.Problems = append(st.Problems, &repo.IntegrityError{Object: name, Reason: "no region holds an intact copy (" + strings.Join(reasons, "; ") + ")"})
+		}
+	}
+	for i := range regions {
+		rs := &st.Regions[i]
+		if rs.Err != nil {
+			continue
+		}
+		for _, size := range st.have[i] {
+			rs.Objects++
+			rs.Bytes += size
+		}
+		for _, name := range names {
+			size := st.union[name]
+			got, has := st.have[i][name]
+			switch {
+			case !has:
+				rs.Missing = append(rs.Missing, name)
+				rs.MissingBytes += size
+			case st.damaged[i][name] != nil:
+				rs.Damaged = append(rs.Damaged, name)
+				if st.lost[name] {
+					continue
+				}
+				rs.DamagedBytes += size
+				if got != size {
+					rs.SizeMismatch = append(rs.SizeMismatch, name)
+				}
+				st.Damage = append(st.Damage, st.damaged[i][name])
+			}
+		}
+	}
+}
+
 // SyncResult sums up a Sync.
 type SyncResult struct {
-	Copied   int
+	Copied   int // objects copied into regions that lacked them
+	Replaced int // damaged copies replaced by a copy that verifies
 	Bytes    int64
 	Problems []error // objects no region holds intact
 }
 
-// Sync copies to every region what it lacks, from a region that holds an
-// intact copy. progress, if set, is called after each object copied, from
+// Sync copies to every region what it lacks, and replaces every damaged
+// copy Inspect found, from a region whose copy verifies; it never
+// overwrites a copy that verifies, and writes only bytes it has verified.
+// Objects no region holds intact are left as they are and returned as
+// Problems. progress, if set, is called after each object written, from
 // several goroutines at once, with the region it went to and its size; a
-// region's total to copy is its RegionStatus.MissingBytes.
+// region's total to write is its MissingBytes plus its DamagedBytes.
 func Sync(ctx context.Context, regions []*repo.Region, st *Status, progress func(region string, bytes int64)) (*SyncResult, error) {
-	res := &SyncResult{}
-	var copied atomic.Int64
+	res := &SyncResult{Problems: slices.Clone(st.Problems)}
+	var copied, replaced atomic.Int64
 	var bytes atomic.Int64
 	var mu sync.Mutex
 	for _, prefix := range prefixes {
@@ -188,8 +363,8 @@ func Sync(ctx context.Context, regions []*repo.Region, st *Status, progress func
 			if rs.Err != nil {
 				continue
 			}
-			for _, name := range rs.Missing {
-				if !strings.HasPrefix(name, prefix) {
+			for _, name := range slices.Concat(rs.Missing, rs.Damaged) {
+				if !strings.HasPrefix(name, prefix) || st.lost[name] {
 					continue
 				}
 				g.Go(func() error {
@@ -204,7 +379,11 @@ func Sync(ctx context.Context, regions []*repo.Region, st *Status, progress func
 						}
 						return err
 					}
-					copied.Add(1)
+					if st.damaged[i][name] != nil {
+						replaced.Add(1)
+					} else {
+						copied.Add(1)
+					}
 					bytes.Add(n)
 					if progress != nil {
 						progress(reg.Name, n)
@@ -218,19 +397,21 @@ func Sync(ctx context.Context, regions []*repo.Region, st *Status, progress func
 		}
 	}
 	res.Copied = int(copied.Load())
+	res.Replaced = int(replaced.Load())
 	res.Bytes = bytes.Load()
 	return res, nil
 }
 
-// copyObject copies one object into target from the first region holding
-// an intact copy.
+// copyObject writes name into target from the first other region whose
+// copy verifies, through the target backend's Put (temp file and rename in
+// a local directory, one PUT on S3), replacing target's copy if it has one.
 func copyObject(ctx context.Context, regions []*repo.Region, st *Status, name string, target *repo.Region) (int64, error) {
 	var reasons []string
 	for i, src := range regions {
 		if src == target {
 			continue
 		}
-		if _, has := st.have[i][name]; !has {
+		if _, has := st.have[i][name]; !has || st.damaged[i][name] != nil {
 			continue
 		}
 		data, err := backend.ReadAll(ctx, src.Backend, name, repo.MaxObjectSize)
