@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"time"
 )
 
 // ErrNotFound is returned (wrapped) by Open, Get, Stat and Delete when the
@@ -104,6 +105,46 @@ func ValidName(name string) error {
 		}
 	}
 	return nil
+}
+
+// Lock is a retention lock (S3 Object Lock) on the objects a repository
+// writes under some prefixes: each is kept from deletion and from being
+// overwritten for Period after its Put. In governance mode an account
+// allowed to bypass governance retention can still remove it; in
+// compliance mode nobody can until the period ends.
+type Lock struct {
+	Mode     string // LockGovernance or LockCompliance
+	Period   time.Duration
+	Prefixes []string // names under these prefixes are locked
+}
+
+// The lock modes.
+const (
+	LockGovernance = "governance"
+	LockCompliance = "compliance"
+)
+
+// Covers reports whether name is locked under l.
+func (l Lock) Covers(name string) bool {
+	for _, p := range l.Prefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrNoLock is returned (wrapped) by CheckLock when the storage cannot hold
+// locks.
+var ErrNoLock = errors.New("cannot hold object locks")
+
+// Locker is implemented by backends that can hold retention locks.
+type Locker interface {
+	// SetLock makes later Puts of the names l covers lock what they store.
+	SetLock(l Lock)
+	// CheckLock returns an error saying why the storage cannot hold locks
+	// (on S3: the bucket was not created with Object Lock), nil if it can.
+	CheckLock(ctx context.Context) error
 }
 
 // ErrTooLarge is returned (wrapped) by ReadAll for an object larger than the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"vaultbak/backend"
 	"vaultbak/chunk"
 	"vaultbak/crypt"
 )
@@ -43,6 +44,38 @@ type Config struct {
 	// Operators are the audit signing keys of recovery-identity holders,
 	// the current one last (see audit.go).
 	Operators []OperatorEntry `json:"operators,omitempty"`
+	// ObjectLock, when set, locks what every S3 region stores of the
+	// repository's history (see ObjectLock).
+	ObjectLock *ObjectLock `json:"object_lock,omitempty"`
+}
+
+// ObjectLock is the repository's retention lock, chosen at init: packs,
+// index files, manifests and audit records are stored in S3 regions under
+// Object Lock for Days after each is written. The config and the key files
+// are not: key rotation must be able to retire a recovery key, and the
+// config changes with every enrolment.
+type ObjectLock struct {
+	Mode string `json:"mode"` // backend.LockGovernance or backend.LockCompliance
+	Days int    `json:"days"`
+}
+
+// lockedPrefixes are the names an ObjectLock locks.
+var lockedPrefixes = []string{"data/", "index/", "snapshots/", auditPrefix}
+
+// backendLock is l as a backend.Lock.
+func (l *ObjectLock) backendLock() backend.Lock {
+	return backend.Lock{Mode: l.Mode, Period: time.Duration(l.Days) * 24 * time.Hour, Prefixes: lockedPrefixes}
+}
+
+// validate reports whether l is one vaultbak can apply.
+func (l *ObjectLock) validate() error {
+	if l.Mode != backend.LockGovernance && l.Mode != backend.LockCompliance {
+		return fmt.Errorf("object lock mode %q is neither %s nor %s", l.Mode, backend.LockGovernance, backend.LockCompliance)
+	}
+	if l.Days < 1 || l.Days > 36500 {
+		return fmt.Errorf("object lock period of %d days is out of range (1 to 36500)", l.Days)
+	}
+	return nil
 }
 
 // OperatorEntry is an audit signing key for operations run with the
@@ -140,6 +173,11 @@ func decodeConfig(data []byte) (*Config, *configFile, error) {
 	}
 	if c.PackSize < 1<<20 || c.PackSize > 1<<30 {
 		return nil, nil, fmt.Errorf("malformed config: pack size %d out of range", c.PackSize)
+	}
+	if c.ObjectLock != nil {
+		if err := c.ObjectLock.validate(); err != nil {
+			return nil, nil, fmt.Errorf("malformed config: %w", err)
+		}
 	}
 	return &c, &f, nil
 }

@@ -65,7 +65,10 @@ type InitOptions struct {
 	Host     string       // the first host's name
 	Chunker  chunk.Params // zero value: chunk.DefaultParams()
 	PackSize int          // zero: DefaultPackSize
-	Now      time.Time
+	// ObjectLock, if set, locks the history the repository stores in its
+	// S3 regions; every S3 bucket must have Object Lock enabled.
+	ObjectLock *ObjectLock
+	Now        time.Time
 }
 
 // Init creates a repository in every region and the first host credential.
@@ -96,6 +99,18 @@ func Init(ctx context.Context, regions []*Region, opts InitOptions) (*Repository
 	if opts.PackSize < 1<<20 || opts.PackSize > 1<<30 { // the range decodeConfig accepts
 		return nil, nil, fmt.Errorf("repo: pack size %d out of range (1 MiB to 1 GiB)", opts.PackSize)
 	}
+	if opts.ObjectLock != nil {
+		if err := opts.ObjectLock.validate(); err != nil {
+			return nil, nil, fmt.Errorf("repo: %w", err)
+		}
+		for _, reg := range regions {
+			if l, ok := reg.Backend.(backend.Locker); ok {
+				if err := l.CheckLock(ctx); err != nil {
+					return nil, nil, &RegionError{reg.Name, err}
+				}
+			}
+		}
+	}
 	for _, reg := range regions {
 		_, err := reg.Backend.Stat(ctx, "config")
 		if err == nil {
@@ -115,6 +130,7 @@ func Init(ctx context.Context, regions []*Region, opts InitOptions) (*Repository
 		Compression: "zstd",
 		KeyKind:     kind,
 		Recovery:    opts.Recovery,
+		ObjectLock:  opts.ObjectLock,
 	}
 	host, err := crypt.NewHostCredential(opts.Host, cfg.ID, kind)
 	if err != nil {
@@ -150,6 +166,7 @@ func Init(ctx context.Context, regions []*Region, opts InitOptions) (*Repository
 	}
 	r := &Repository{regions: regions, cfg: cfg, keys: Keys{Host: host}, secrets: secrets, index: newIndex(), recovery: recipients}
 	r.readers = newPackCache(r)
+	r.applyLock()
 	return r, host, nil
 }
 
@@ -240,7 +257,37 @@ func Open(ctx context.Context, regions []*Region, keys Keys) (*Repository, error
 		return nil, &IntegrityError{Object: "config", Reason: err.Error()}
 	}
 	r.recovery = rec
+	r.applyLock()
 	return r, nil
+}
+
+// applyLock makes every region that can hold locks lock what it stores
+// of the repository's history, when the config says so.
+func (r *Repository) applyLock() {
+	if r.cfg.ObjectLock == nil {
+		return
+	}
+	l := r.cfg.ObjectLock.backendLock()
+	for _, reg := range r.regions {
+		if lk, ok := reg.Backend.(backend.Locker); ok {
+			lk.SetLock(l)
+		}
+	}
+}
+
+// Unlocked returns the regions that cannot hold the repository's object
+// lock (local directories), nil when every region can or it has none.
+func (r *Repository) Unlocked() []string {
+	if r.cfg.ObjectLock == nil {
+		return nil
+	}
+	var out []string
+	for _, reg := range r.regions {
+		if _, ok := reg.Backend.(backend.Locker); !ok {
+			out = append(out, reg.Name)
+		}
+	}
+	return out
 }
 
 // configCopy is one region's stored config.

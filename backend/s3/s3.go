@@ -6,9 +6,12 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -19,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -58,9 +62,14 @@ type S3 struct {
 
 	locMu   sync.Mutex
 	located bool // the bucket's region is known to the client
+
+	lock atomic.Pointer[backend.Lock] // set by SetLock
 }
 
-var _ backend.Backend = (*S3)(nil)
+var (
+	_ backend.Backend = (*S3)(nil)
+	_ backend.Locker  = (*S3)(nil)
+)
 
 // ParseURL parses a region URL: s3://host[:port]/bucket[/prefix] (HTTPS) or
 // s3+http://host[:port]/bucket[/prefix] (plain HTTP, allowed only to a
@@ -341,8 +350,9 @@ func (s *S3) key(name string) string {
 	return s.cfg.Prefix + "/" + name
 }
 
-// EnsureBucket creates the bucket when it does not exist.
-func (s *S3) EnsureBucket(ctx context.Context) error {
+// EnsureBucket creates the bucket when it does not exist, with Object Lock
+// (and so versioning) enabled when objectLock is set.
+func (s *S3) EnsureBucket(ctx context.Context, objectLock bool) error {
 	ctx, done := s.begin(ctx)
 	defer done()
 	ok, err := s.client.BucketExists(ctx, s.cfg.Bucket)
@@ -352,8 +362,31 @@ func (s *S3) EnsureBucket(ctx context.Context) error {
 	if ok {
 		return nil
 	}
-	if err := s.client.MakeBucket(ctx, s.cfg.Bucket, minio.MakeBucketOptions{Region: s.cfg.Region}); err != nil {
+	if err := s.client.MakeBucket(ctx, s.cfg.Bucket, minio.MakeBucketOptions{Region: s.cfg.Region, ObjectLocking: objectLock}); err != nil {
 		return fmt.Errorf("s3: create bucket %s: %w", s.cfg.Bucket, certCause(ctx, err))
+	}
+	return nil
+}
+
+// SetLock makes later Puts of the names l covers store them under an
+// Object Lock retention of l.Mode until l.Period after the Put.
+func (s *S3) SetLock(l backend.Lock) { s.lock.Store(&l) }
+
+// CheckLock returns an error unless the bucket has Object Lock enabled,
+// which S3 allows only when the bucket is created.
+func (s *S3) CheckLock(ctx context.Context) error {
+	ctx, done := s.begin(ctx)
+	defer done()
+	enabled, _, _, _, err := s.client.GetObjectLockConfig(ctx, s.cfg.Bucket)
+	if err != nil {
+		var er minio.ErrorResponse
+		if errors.As(err, &er) && er.Code == "ObjectLockConfigurationNotFoundError" {
+			return fmt.Errorf("s3: bucket %s was created without Object Lock: %w", s.cfg.Bucket, backend.ErrNoLock)
+		}
+		return fmt.Errorf("s3: bucket %s: Object Lock configuration: %w", s.cfg.Bucket, certCause(ctx, err))
+	}
+	if enabled != "Enabled" {
+		return fmt.Errorf("s3: bucket %s was created without Object Lock: %w", s.cfg.Bucket, backend.ErrNoLock)
 	}
 	return nil
 }
@@ -398,10 +431,22 @@ func (s *S3) Put(ctx context.Context, name string, data []byte) error {
 	// signed 64 KiB chunks over plain HTTP (the streaming signature); the
 	// SHA-256 given here goes into the signed X-Amz-Content-Sha256 header
 	// instead, and the server still checks the body against it.
-	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.key(name), bytes.NewReader(data), int64(len(data)), "", sum, minio.PutObjectOptions{
+	opts := minio.PutObjectOptions{
 		ContentType:          "application/octet-stream",
 		DisableContentSha256: true,
-	})
+	}
+	if l := s.lock.Load(); l != nil && l.Covers(name) {
+		opts.Mode = minio.Governance
+		if l.Mode == backend.LockCompliance {
+			opts.Mode = minio.Compliance
+		}
+		opts.RetainUntilDate = time.Now().Add(l.Period)
+		// S3 wants a Content-MD5 or checksum header on a put that locks;
+		// CRC-32C is the cheap one (the SHA-256 above is what protects).
+		crc := crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))
+		opts.UserMetadata = map[string]string{"x-amz-checksum-crc32c": base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc))}
+	}
+	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.key(name), bytes.NewReader(data), int64(len(data)), "", sum, opts)
 	return s.wrap(ctx, "put", name, err)
 }
 

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+
 	"vaultbak/backend"
 	"vaultbak/backend/backendtest"
 	"vaultbak/backend/s3"
@@ -81,7 +83,7 @@ func newS3(t *testing.T, srv *s3test.Server, bucket, prefix string, edit func(*s
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.EnsureBucket(t.Context()); err != nil {
+	if err := b.EnsureBucket(t.Context(), false); err != nil {
 		b.Close()
 		t.Fatal(err)
 	}
@@ -236,7 +238,7 @@ func TestUntrustedCertificate(t *testing.T) {
 					name string
 					fn   func(context.Context) error
 				}{
-					{"EnsureBucket", b.EnsureBucket},
+					{"EnsureBucket", func(ctx context.Context) error { return b.EnsureBucket(ctx, false) }},
 					{"Put", func(ctx context.Context) error { return b.Put(ctx, "config", []byte("x")) }},
 					{"Stat", func(ctx context.Context) error { _, err := b.Stat(ctx, "config"); return err }},
 					{"Get", func(ctx context.Context) error { _, err := b.Get(ctx, "config"); return err }},
@@ -496,5 +498,65 @@ func TestListPagination(t *testing.T) {
 	}
 	if pages := tr.lists.Load() - before; pages > 3 {
 		t.Errorf("List stopped after 1500 objects made %d ListObjects requests", pages)
+	}
+}
+
+// TestObjectLock: in a bucket created with Object Lock, Puts of the names
+// the lock covers store a retention of its mode until the period after the
+// Put, so that no client can delete that version; other names are stored
+// unlocked. A bucket created without Object Lock fails CheckLock with
+// backend.ErrNoLock.
+func TestObjectLock(t *testing.T) {
+	srv := plainServer.get(t)
+	ctx := t.Context()
+	bucket := unique("locked")
+	b, err := s3.New(srv.Config(bucket, "vb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.EnsureBucket(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CheckLock(ctx); err != nil {
+		t.Fatalf("a bucket created with Object Lock: %v", err)
+	}
+	for _, mode := range []string{backend.LockGovernance, backend.LockCompliance} {
+		b.SetLock(backend.Lock{Mode: mode, Period: 36 * time.Hour, Prefixes: []string{"snapshots/"}})
+		locked, free := "snapshots/"+mode, "keys/"+mode
+		start := time.Now()
+		for _, name := range []string{locked, free} {
+			if err := b.Put(ctx, name, []byte("content of "+name)); err != nil {
+				t.Fatalf("%s: put %s: %v", mode, name, err)
+			}
+		}
+		c, err := srv.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.StatObject(ctx, bucket, "vb/"+locked, minio.StatObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotMode, until, err := c.GetObjectRetention(ctx, bucket, "vb/"+locked, info.VersionID)
+		if err != nil || gotMode == nil || !strings.EqualFold(string(*gotMode), mode) {
+			t.Fatalf("%s: retention of %s: %v, %v", mode, locked, gotMode, err)
+		}
+		if d := until.Sub(start); d < 36*time.Hour-time.Minute || d > 36*time.Hour+time.Minute {
+			t.Errorf("%s: retained until %v, %v after the put; want 36h", mode, until, d)
+		}
+		err = c.RemoveObject(ctx, bucket, "vb/"+locked, minio.RemoveObjectOptions{VersionID: info.VersionID})
+		if err == nil {
+			t.Errorf("%s: the locked version of %s was deleted", mode, locked)
+		}
+		if m, _, _ := c.GetObjectRetention(ctx, bucket, "vb/"+free, ""); m != nil {
+			t.Errorf("%s: %s, which the lock does not cover, is retained (%s)", mode, free, *m)
+		}
+	}
+
+	plain := newS3(t, srv, unique("unlocked"), "", nil)
+	defer plain.Close()
+	if err := plain.CheckLock(ctx); !errors.Is(err, backend.ErrNoLock) {
+		t.Errorf("a bucket created without Object Lock: CheckLock = %v, want ErrNoLock", err)
 	}
 }

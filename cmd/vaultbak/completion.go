@@ -135,7 +135,7 @@ func listSnapshots(ctx context.Context, g *globals) ([]*repo.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	regions, err := cfg.openRegions(ctx, false)
+	regions, err := cfg.openRegions(ctx, createNothing)
 	if err != nil {
 		return nil, err
 	}

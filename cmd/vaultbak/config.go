@@ -254,10 +254,20 @@ func (c *fileConfig) resolve(p string) string {
 	return filepath.Join(filepath.Dir(c.path), p)
 }
 
-// openRegions opens the backend of every region. Only init may create a
-// local region's directory or an S3 bucket: elsewhere a missing directory
-// (an unmounted disk) must not silently become an empty region.
-func (c *fileConfig) openRegions(ctx context.Context, create bool) ([]*repo.Region, error) {
+// creating says what openRegions may create. Only init creates a local
+// region's directory or an S3 bucket (with Object Lock when the repository
+// locks what it writes): elsewhere a missing directory (an unmounted disk)
+// must not silently become an empty region.
+type creating int
+
+const (
+	createNothing creating = iota
+	createRegions
+	createLockedRegions
+)
+
+// openRegions opens the backend of every region.
+func (c *fileConfig) openRegions(ctx context.Context, create creating) ([]*repo.Region, error) {
 	var out []*repo.Region
 	for _, rc := range c.Regions {
 		b, err := c.openBackend(ctx, rc, create)
@@ -277,7 +287,7 @@ func (c *fileConfig) quorum() int {
 	return repo.DefaultQuorum(len(c.Regions))
 }
 
-func (c *fileConfig) openBackend(ctx context.Context, rc regionConfig, create bool) (backend.Backend, error) {
+func (c *fileConfig) openBackend(ctx context.Context, rc regionConfig, create creating) (backend.Backend, error) {
 	u := rc.URL
 	switch {
 	case strings.HasPrefix(u, "s3://"), strings.HasPrefix(u, "s3+http://"), strings.HasPrefix(u, "s3+https://"):
@@ -289,7 +299,7 @@ func (c *fileConfig) openBackend(ctx context.Context, rc regionConfig, create bo
 		return nil, withHint(usagef("region %s: url scheme %q is not supported", rc.Name, scheme), "use a local directory, file:///path, s3://host/bucket/prefix (HTTPS) or s3+http://127.0.0.1:port/bucket (loopback)")
 	}
 	dir := c.resolve(u)
-	if !create {
+	if create == createNothing {
 		if _, err := os.Stat(dir); err != nil {
 			// Reads carry on from the other regions; a write counts it as
 			// failed and commits if a quorum of others holds everything.
@@ -297,7 +307,7 @@ func (c *fileConfig) openBackend(ctx context.Context, rc regionConfig, create bo
 		}
 	}
 	b, err := local.New(dir)
-	if err != nil && !create {
+	if err != nil && create == createNothing {
 		return unavailable{dir, fmt.Errorf("region directory: %w", err)}, nil
 	}
 	if err != nil {
@@ -306,7 +316,7 @@ func (c *fileConfig) openBackend(ctx context.Context, rc regionConfig, create bo
 	return b, nil
 }
 
-func (c *fileConfig) openS3(ctx context.Context, rc regionConfig, create bool) (backend.Backend, error) {
+func (c *fileConfig) openS3(ctx context.Context, rc regionConfig, create creating) (backend.Backend, error) {
 	sc, err := s3.ParseURL(rc.URL, rc.AllowInsecureHTTP)
 	if err != nil {
 		return nil, usagef("region %s: %v", rc.Name, err)
@@ -327,8 +337,8 @@ func (c *fileConfig) openS3(ctx context.Context, rc regionConfig, create bool) (
 	if err != nil {
 		return nil, fmt.Errorf("region %s: %w", rc.Name, err)
 	}
-	if create {
-		if err := b.EnsureBucket(ctx); err != nil {
+	if create != createNothing {
+		if err := b.EnsureBucket(ctx, create == createLockedRegions); err != nil {
 			return nil, fmt.Errorf("region %s: %w", rc.Name, err)
 		}
 	}

@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"vaultbak/backend"
 	"vaultbak/chunk"
 	"vaultbak/crypt"
 	"vaultbak/repo"
@@ -18,7 +21,7 @@ import (
 
 func newInitCmd(g *globals) *cobra.Command {
 	var recipients, recipientFiles []string
-	var host, chunkSize string
+	var host, chunkSize, objectLock string
 	cmd := &cobra.Command{
 		Use:   "init [--recovery-recipient R | --recovery-recipient-file F]...",
 		Short: "Create the repository in every region and this host's credential",
@@ -26,10 +29,18 @@ func newInitCmd(g *globals) *cobra.Command {
 recipient is needed. init also creates this host's credential (a writer
 identity and a signing key, mode 0600) at --host-key, VAULTBAK_HOST_KEY,
 host_key in the config, or host.key beside the config file. With it this
-host can back up but never read a backup.`,
+host can back up but never read a backup.
+
+--object-lock governance:30d (or compliance:N d) stores the repository's
+history (packs, index files, manifests, audit records) in every S3 region
+under Object Lock for that long after each object is written: nobody can
+delete or overwrite it until then (in governance mode, only an account
+allowed to bypass governance retention). init creates missing buckets with
+Object Lock, and refuses an existing bucket created without it. Local
+directory regions cannot hold locks; init names them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runInit(cmd.Context(), g, recipients, recipientFiles, host, chunkSize)
+			return runInit(cmd.Context(), g, recipients, recipientFiles, host, chunkSize, objectLock)
 		},
 	}
 	f := cmd.Flags()
@@ -37,10 +48,11 @@ host can back up but never read a backup.`,
 	f.StringArrayVar(&recipientFiles, "recovery-recipient-file", nil, "file of recovery recipients, one per line, or an identity file whose public key to use")
 	f.StringVar(&host, "host", "", "this host's name in the repository (default: the hostname)")
 	f.StringVar(&chunkSize, "chunk-size", "512K", "average chunk size, a power of two (128K…8M); min and max are 1/8 and 4x")
+	f.StringVar(&objectLock, "object-lock", "", "lock the history in S3 regions: governance:DAYSd or compliance:DAYSd")
 	return cmd
 }
 
-func runInit(ctx context.Context, g *globals, recipients, files []string, host, chunkSize string) error {
+func runInit(ctx context.Context, g *globals, recipients, files []string, host, chunkSize, objectLock string) error {
 	cfg, err := loadConfig(g)
 	if err != nil {
 		return err
@@ -67,16 +79,27 @@ func runInit(ctx context.Context, g *globals, recipients, files []string, host, 
 	if err != nil {
 		return err
 	}
+	lock, err := parseObjectLock(objectLock)
+	if err != nil {
+		return err
+	}
+	create := createRegions
+	if lock != nil {
+		create = createLockedRegions
+	}
 	hk := g.hostKeyFile(cfg)
 	if _, err := os.Stat(hk); err == nil {
 		return withHint(usagef("host credential %s already exists", hk), "a host credential belongs to one repository; pass another --host-key path")
 	}
-	regions, err := cfg.openRegions(ctx, true)
+	regions, err := cfg.openRegions(ctx, create)
 	if err != nil {
 		return err
 	}
-	r, cred, err := repo.Init(ctx, regions, repo.InitOptions{Recovery: recipients, Host: host, Chunker: params, Now: time.Now()})
+	r, cred, err := repo.Init(ctx, regions, repo.InitOptions{Recovery: recipients, Host: host, Chunker: params, ObjectLock: lock, Now: time.Now()})
 	if err != nil {
+		if errors.Is(err, backend.ErrNoLock) {
+			return withHint(err, "S3 enables Object Lock only when a bucket is created: name a new bucket (init creates it with Object Lock), or leave out --object-lock")
+		}
 		return err
 	}
 	s := &session{cfg: cfg, repo: r, out: g.out}
@@ -90,12 +113,40 @@ func runInit(ctx context.Context, g *globals, recipients, files []string, host, 
 		for i, reg := range regions {
 			names[i] = reg.Name
 		}
-		g.out.emit(map[string]any{"type": "summary", "repository": r.Config().ID, "regions": names, "host": host, "host_key": hk})
+		sum := map[string]any{"type": "summary", "repository": r.Config().ID, "regions": names, "host": host, "host_key": hk}
+		if lock != nil {
+			sum["object_lock"] = map[string]any{"mode": lock.Mode, "days": lock.Days, "unlocked_regions": r.Unlocked()}
+		}
+		g.out.emit(sum)
 		return nil
 	}
 	g.out.textf("created repository %s in %d region(s)\n", r.Config().ID, len(regions))
+	if lock != nil {
+		g.out.textf("Object Lock: %s, %d day(s) from each write, on packs, index files, manifests and audit records\n", lock.Mode, lock.Days)
+		if un := r.Unlocked(); un != nil {
+			g.out.textf("not locked: region(s) %s (local directories cannot hold locks)\n", strings.Join(un, ", "))
+		}
+	}
 	g.out.textf("host credential for %q written to %s (keep it 0600; it can back up, not restore)\n", host, hk)
 	return nil
+}
+
+// parseObjectLock parses --object-lock: "governance:30d" or
+// "compliance:365d"; "" is no lock.
+func parseObjectLock(s string) (*repo.ObjectLock, error) {
+	if s == "" {
+		return nil, nil
+	}
+	hint := "write e.g. --object-lock governance:30d or --object-lock compliance:365d"
+	mode, period, ok := strings.Cut(s, ":")
+	if !ok || (mode != backend.LockGovernance && mode != backend.LockCompliance) {
+		return nil, withHint(usagef("--object-lock %q: want MODE:DAYSd, MODE %s or %s", s, backend.LockGovernance, backend.LockCompliance), hint)
+	}
+	days, err := strconv.Atoi(strings.TrimSuffix(period, "d"))
+	if err != nil || !strings.HasSuffix(period, "d") || days < 1 || days > 36500 {
+		return nil, withHint(usagef("--object-lock %q: the period is a whole number of days from 1d to 36500d", s), hint)
+	}
+	return &repo.ObjectLock{Mode: mode, Days: days}, nil
 }
 
 // readRecipientFile reads recipients, one per line; an age identity file's

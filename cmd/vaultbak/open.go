@@ -117,7 +117,7 @@ func (g *globals) openConfig(ctx context.Context, cfg *fileConfig, need keyNeeds
 			}
 		}
 	}
-	regions, err := cfg.openRegions(ctx, false)
+	regions, err := cfg.openRegions(ctx, createNothing)
 	if err != nil {
 		return nil, err
 	}

@@ -63,7 +63,7 @@ func runReplicate(ctx context.Context, g *globals, sync, verify bool) error {
 	if err != nil {
 		return err
 	}
-	regions, err := cfg.openRegions(ctx, false)
+	regions, err := cfg.openRegions(ctx, createNothing)
 	if err != nil {
 		return err
 	}
