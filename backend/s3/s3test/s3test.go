@@ -460,7 +460,7 @@ func (s *Server) Backend(t testing.TB, bucket, prefix string) *s3.S3 {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	if err := b.EnsureBucket(t.Context()); err != nil {
+	if err := b.EnsureBucket(t.Context(), false); err != nil {
 		t.Fatalf("MinIO on %s: %v", s.Endpoint, err)
 	}
 	return b
