@@ -20,7 +20,8 @@ import (
 // in the bucket retained in governance mode for the period from its write,
 // and neither the config nor the key file; a locked version cannot be
 // deleted by a client holding the bucket's credentials; restore and check
-// work as ever. init refuses an existing bucket created without Object
+// work as ever; a manifest hidden behind a delete marker is reported and
+// replicate sync writes it back, locked. init refuses an existing bucket created without Object
 // Lock (with a hint), and a malformed --object-lock (exit 2).
 func TestObjectLock(t *testing.T) {
 	t.Parallel()
@@ -93,6 +94,28 @@ func TestObjectLock(t *testing.T) {
 	}
 
 	restoreJSON(t, e, "", src, want)
+	e.ok("check")
+
+	// A client with the credentials can hide a locked manifest behind a
+	// delete marker: a read reports it missing where it was committed, and
+	// replicate sync brings it back from the local region, locked again.
+	manifest := ""
+	for obj := range c.ListObjects(ctx, r1.bucket, minio.ListObjectsOptions{Prefix: r1.prefix + "/snapshots/", Recursive: true}) {
+		manifest = obj.Key
+	}
+	if err := c.RemoveObject(ctx, r1.bucket, manifest, minio.RemoveObjectOptions{}); err != nil {
+		t.Fatalf("delete marker over %s: %v", manifest, err)
+	}
+	r = e.expect(exitIntegrity, "snapshots")
+	requireContains(t, "snapshots with the manifest hidden in "+r1.name, r.stderr, "region "+r1.name)
+	e.ok("replicate", "sync")
+	info, err := c.StatObject(ctx, r1.bucket, manifest, minio.StatObjectOptions{})
+	if err != nil {
+		t.Fatalf("%s after replicate sync: %v", manifest, err)
+	}
+	if mode, _, err := c.GetObjectRetention(ctx, r1.bucket, manifest, info.VersionID); err != nil || mode == nil || *mode != minio.Governance {
+		t.Errorf("the copy replicate sync wrote of %s is not locked: %v, %v", manifest, mode, err)
+	}
 	e.ok("check")
 
 	// An existing bucket made without Object Lock cannot get it later.

@@ -275,6 +275,27 @@ func (r *Repository) applyLock() {
 	}
 }
 
+// ApplyObjectLock gives the repository's object lock to every region of
+// regions that can hold locks, for what writes into them without opening
+// the repository (replicate sync copies objects keylessly). Without keys
+// the config's MAC cannot be checked, so a lock named by any region's copy
+// applies: a lock only makes writes stricter, and a region cannot lift it
+// by serving a config without one.
+func ApplyObjectLock(ctx context.Context, regions []*Region) error {
+	copies, err := (&Repository{regions: regions}).readConfigs(ctx)
+	if err != nil {
+		return err
+	}
+	sortBySerial(copies)
+	for _, c := range copies {
+		if cfg, _, err := decodeConfig(c.data); err == nil && cfg.ObjectLock != nil {
+			(&Repository{regions: regions, cfg: cfg}).applyLock()
+			return nil
+		}
+	}
+	return nil
+}
+
 // Unlocked returns the regions that cannot hold the repository's object
 // lock (local directories), nil when every region can or it has none.
 func (r *Repository) Unlocked() []string {
