@@ -94,7 +94,8 @@ func TestObjectLock(t *testing.T) {
 	}
 
 	restoreJSON(t, e, "", src, want)
-	e.ok("check")
+	r = e.ok("check")
+	requireContains(t, "check of a locked repository", r.stdout, "Object Lock: governance, 2 day(s) from each write; not locked: region(s) usb")
 
 	// A client with the credentials can hide a locked manifest behind a
 	// delete marker: a read reports it missing where it was committed, and

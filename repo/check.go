@@ -94,6 +94,17 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 		listed = append(listed, ro)
 		total += len(ro.packs) + len(ro.indexes)
 	}
+	// A repository that locks its history needs buckets that can hold
+	// locks: writes into one that cannot all fail.
+	if r.cfg.ObjectLock != nil {
+		for _, reg := range regions {
+			if l, ok := reg.Backend.(backend.Locker); ok {
+				if err := l.CheckLock(ctx); err != nil {
+					res.Warnings = append(res.Warnings, fmt.Sprintf("region %s cannot hold the repository's Object Lock, so every write there fails: %v", reg.Name, err))
+				}
+			}
+		}
+	}
 	if len(regions) == 0 {
 		return nil, fmt.Errorf("repo: no region could be listed: %s", strings.Join(res.Warnings, "; "))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,6 +87,13 @@ func TestObjectLockApplied(t *testing.T) {
 	if un := r.Unlocked(); !slices.Equal(un, []string{"r2"}) {
 		t.Errorf("Unlocked() = %v, want [r2]", un)
 	}
+	// check warns when a region's storage can no longer hold the lock.
+	locker.refuse = fmt.Errorf("bucket replaced: %w", backend.ErrNoLock)
+	res, err := r.Check(ctx, CheckOptions{})
+	if err != nil || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "region r1 cannot hold the repository's Object Lock") {
+		t.Errorf("check of a region that cannot hold the lock: %+v, %v", res, err)
+	}
+	locker.refuse = nil
 
 	refusing := &lockRecorder{Mem: mem.New("r3"), refuse: fmt.Errorf("bucket made without Object Lock: %w", backend.ErrNoLock)}
 	fresh := mem.New("r4")

@@ -100,6 +100,13 @@ func runCheck(ctx context.Context, g *globals, readData bool, pct string) error 
 			data = fmt.Sprintf("%d chunks in %d of %d packs decrypted and verified", res.Blobs, res.PacksRead, res.PacksIndexed)
 		}
 		g.out.textf("checked %d region(s): %d pack copies (%s read), %d manifest copies, %s; %d problem(s)\n", len(s.repo.Regions()), res.Packs, humanBytes(uint64(res.Bytes)), res.Snapshots, data, len(res.Problems))
+		if l := s.repo.Config().ObjectLock; l != nil {
+			unlocked := ""
+			if un := s.repo.Unlocked(); un != nil {
+				unlocked = "; not locked: region(s) " + strings.Join(un, ", ") + " (local directories)"
+			}
+			g.out.textf("Object Lock: %s, %d day(s) from each write%s\n", l.Mode, l.Days, unlocked)
+		}
 	}
 	if len(res.Problems) > 0 {
 		return fmt.Errorf("check found %d problem(s): %w", len(res.Problems), repo.ErrIntegrity)
