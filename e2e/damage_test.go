@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -237,5 +240,141 @@ func TestMissingPackEverywhere(t *testing.T) {
 	r = e.run(e.withID("dump", "latest", filepath.Join(src, "data/random.bin"))...)
 	if r.code != exitIntegrity {
 		t.Errorf("dump of a file whose pack %s is gone from every region: exit %d, want %d\n%s", obj, r.code, exitIntegrity, r)
+	}
+}
+
+// TestDamageRestoreGoesOn damages, in both regions, the pack that alone
+// holds one file's chunk and the pack that alone holds one directory's
+// listing (each backed up by an earlier run, which the last snapshot
+// reuses). restore goes on past them: every other file comes back
+// byte-identical, the damaged file and the directory are not there (nor
+// any temporary file), each is named on its own error line, and the
+// summary counts them; exit 4. --json gives an object per failure and
+// counts them in the summary. dump of the damaged file stays
+// all-or-nothing (exit 4), and a drill of every file exits 4 naming the
+// damage. Before, restore stopped at the damaged file and
+// the files after it in the walk were never restored.
+func TestDamageRestoreGoesOn(t *testing.T) {
+	t.Parallel()
+	e := newRepo(t, "one", "two")
+	src := filepath.Join(e.dir, "src")
+	files := map[string][]byte{
+		"a/first.txt":  textBytes(80, 4<<10),
+		"b/bad.bin":    randomBytes(81, 1<<20),
+		"b/keep.txt":   []byte("beside the damaged file\n"),
+		"lost/x.txt":   []byte("in the directory whose listing is damaged\n"),
+		"lost/y/z.txt": []byte("below it\n"),
+	}
+	for i := range 40 {
+		files[fmt.Sprintf("z/%02d.bin", i)] = randomBytes(uint64(100+i), 16<<10)
+	}
+	for rel, data := range files {
+		writeFile(t, filepath.Join(src, rel), data, 0o644)
+	}
+	newPacks := func(before []string) []string {
+		var out []string
+		for _, p := range objects(t, e.regions[0], "data") {
+			if !slices.Contains(before, p) {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	e.ok("backup", filepath.Join(src, "b/bad.bin"))
+	filePacks := newPacks(nil)
+	e.ok("backup", filepath.Join(src, "lost"))
+	dirPacks := newPacks(filePacks)
+	if len(filePacks) != 1 || len(dirPacks) != 1 {
+		t.Fatalf("the first two backups added packs %q and %q, want one each", filePacks, dirPacks)
+	}
+	e.ok("backup", src)
+	var objs []string
+	for _, pack := range []string{filePacks[0], dirPacks[0]} {
+		rel, _ := filepath.Rel(e.regions[0], pack)
+		objs = append(objs, filepath.ToSlash(rel))
+	}
+	for _, region := range e.regions {
+		p := filepath.Join(region, filepath.FromSlash(objs[0]))
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Inside bad.bin's chunk: the rest of its pack still reads.
+		flipByte(t, p, fi.Size()/2)
+		// The age header: nothing of the pack reads.
+		flipByte(t, filepath.Join(region, filepath.FromSlash(objs[1])), 20)
+	}
+
+	badPath := filepath.Join(src, "b/bad.bin")
+	lostPath := filepath.Join(src, "lost")
+	target := filepath.Join(e.dir, "restore")
+	r := e.run(e.withID("restore", "latest", "--target", target)...)
+	if r.code != exitIntegrity {
+		t.Fatalf("restore with a file's chunk and a directory's listing damaged in every region: exit %d, want %d\n%s", r.code, exitIntegrity, r)
+	}
+	root := restoredPath(target, src)
+	for rel, want := range files {
+		got, err := os.ReadFile(filepath.Join(root, rel))
+		switch {
+		case rel == "b/bad.bin" || strings.HasPrefix(rel, "lost/"):
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s, which could not be verified, is in the target (%v)", rel, err)
+			}
+		case err != nil || !bytes.Equal(got, want):
+			t.Errorf("%s: not restored as backed up (%v)", rel, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(root, "lost")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the directory whose listing is damaged is in the target (%v)", err)
+	}
+	requireNoTornFiles(t, root, files)
+	lines := strings.Split(r.stderr, "\n")
+	for _, c := range []struct{ path, obj string }{{badPath, objs[0]}, {lostPath, objs[1]}} {
+		if !slices.ContainsFunc(lines, func(l string) bool {
+			return strings.Contains(l, c.path) && strings.Contains(l, c.obj) && strings.Contains(l, "region one") && strings.Contains(l, "region two")
+		}) {
+			t.Errorf("no error line names %s, its damaged object %s and both regions\n%s", c.path, c.obj, r)
+		}
+	}
+	requireContains(t, "restore", r.stderr, fmt.Sprintf("restored %d files; 2 could not be verified", len(files)-3))
+	requireContains(t, "restore", r.stderr, "hint: ")
+	requireContains(t, "restore", r.stderr, "check --read-data")
+
+	r = e.run(e.withID("--json", "restore", "latest", "--target", filepath.Join(e.dir, "again"))...)
+	if r.code != exitIntegrity {
+		t.Fatalf("restore --json: exit %d, want %d\n%s", r.code, exitIntegrity, r)
+	}
+	objsJSON := jsonLines(t, r.stdout)
+	var failed []string
+	for _, o := range objsJSON {
+		if o["type"] == "failed" {
+			failed = append(failed, fmt.Sprint(o["path"], " directory=", o["directory"]))
+		}
+	}
+	wantFailed := []string{badPath + " directory=false", lostPath + " directory=true"}
+	if !slices.Equal(failed, wantFailed) {
+		t.Errorf("restore --json failures %q, want %q\n%s", failed, wantFailed, r)
+	}
+	sum := requireSummary(t, objsJSON, r)
+	if num(t, sum, "failed") != 2 || sum["verified"] != false || num(t, sum, "files") != float64(len(files)-3) {
+		t.Errorf("restore --json summary %v: want failed 2, verified false, files %d", sum, len(files)-3)
+	}
+
+	r = e.run(e.withID("dump", "latest", badPath)...)
+	if r.code != exitIntegrity {
+		t.Errorf("dump of the damaged file: exit %d, want %d\n%s", r.code, exitIntegrity, r)
+	}
+	d := e.ok(e.withID("dump", "latest", filepath.Join(src, "b/keep.txt"))...)
+	if d.stdout != string(files["b/keep.txt"]) {
+		t.Errorf("dump of an intact file beside the damaged one: %q", d.stdout)
+	}
+
+	// A drill of every file still fails, naming the damage.
+	r = e.run(e.withID("drill", "--sample", "100")...)
+	if r.code != exitIntegrity {
+		t.Errorf("drill --sample 100: exit %d, want %d\n%s", r.code, exitIntegrity, r)
+	}
+	if out := r.stdout + r.stderr; !strings.Contains(out, objs[0]) && !strings.Contains(out, objs[1]) {
+		t.Errorf("drill --sample 100 names neither damaged pack %s nor %s\n%s", objs[0], objs[1], r)
 	}
 }

@@ -8,7 +8,9 @@
 // that loaded and verified it against its keyed ID), verifies its size and
 // keyed content hash against the tree (hashing the chunks in order), sets
 // its metadata and only then renames it into place: a file with its final
-// name is complete.
+// name is complete. A file or directory listing that no region gives back
+// verified is left out and Run goes on, returning an *IncompleteError at
+// the end; any other error stops it (see dataFailure).
 // Directory metadata is set last, deepest first, so writing into a
 // directory never disturbs its restored times or a read-only mode.
 //

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,43 @@ type Result struct {
 	Warnings            int
 }
 
+// Failure is a file, or a directory's listing, that the repository could
+// not give back verified (see IncompleteError).
+type Failure struct {
+	Path string // in the snapshot, slash-separated and absolute
+	// Dir: Path is a directory whose listing could not be read, so
+	// nothing below it was restored.
+	Dir bool
+	Err error // why, naming the regions and objects; unwraps to repo.ErrIntegrity
+}
+
+// IncompleteError is what Run returns when it restored and verified
+// everything it could but some files or directories could not be verified
+// (their chunks or listings damaged or missing in every region, or their
+// content not matching its hash). None of those is left at its final name:
+// a failed file is not there at all, a failed directory holds nothing it
+// did not hold before. It unwraps to every failure's error, so
+// errors.Is(err, repo.ErrIntegrity) holds.
+type IncompleteError struct {
+	Failed []Failure // in the order the snapshot's walk met them
+}
+
+func (e *IncompleteError) Error() string {
+	if len(e.Failed) == 1 {
+		f := e.Failed[0]
+		return fmt.Sprintf("restore: %s could not be verified: %v", f.Path, f.Err)
+	}
+	return fmt.Sprintf("restore: %d files or directories could not be verified, the first %s: %v", len(e.Failed), e.Failed[0].Path, e.Failed[0].Err)
+}
+
+func (e *IncompleteError) Unwrap() []error {
+	errs := make([]error, len(e.Failed))
+	for i, f := range e.Failed {
+		errs[i] = f.Err
+	}
+	return errs
+}
+
 type restorer struct {
 	r        *repo.Repository
 	opts     Options
@@ -60,6 +98,14 @@ type restorer struct {
 
 	links   map[[2]uint64]*linkState // hard link groups by (dev, inode)
 	linksMu sync.Mutex
+
+	failed   []failure // files and directories not restored, see dataFailure
+	failedMu sync.Mutex
+}
+
+type failure struct {
+	seq int // its place in the walk (entries visited up to it): the report's order
+	Failure
 }
 
 type linkState struct {
@@ -69,11 +115,18 @@ type linkState struct {
 
 type fileJob struct {
 	dst  string // final path
+	path string // in the snapshot
+	seq  int    // see failure
 	node *repo.Node
 	link *linkState // non-nil: this job creates the group's first link
 }
 
 // Run restores snapshot snap into opts.Target. progress may be nil.
+//
+// A file or directory listing that cannot be verified (see dataFailure)
+// does not stop it: it restores everything else and then returns the
+// Result with an *IncompleteError naming each. Any other error stops it and
+// comes without a Result.
 func Run(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, opts Options, progress *Progress) (*Result, error) {
 	if !r.CanRead() {
 		return nil, repo.ErrNeedRecovery
@@ -120,7 +173,12 @@ func Run(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, opts Opti
 					rs.finishLink(job.link, "")
 					continue
 				}
-				if err := rs.restoreFile(ctx, job); err != nil {
+				err := rs.restoreFile(ctx, job)
+				switch {
+				case err == nil:
+				case dataFailure(ctx, err):
+					rs.fail(job.seq, job.path, false, err)
+				default:
 					cancel(err)
 				}
 			}
@@ -128,17 +186,20 @@ func Run(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, opts Opti
 	}
 
 	var dirs []dirMeta
-	walkErr := Walk(ctx, r, snap.Tree, func(p string, n *repo.Node) error {
+	seq := 0
+	visit := func(p string, n *repo.Node) error {
 		if !selected(p, n, includes) {
 			return SkipDir
 		}
+		seq++
 		dst := filepath.Join(target, filepath.FromSlash(p))
 		switch n.Type {
 		case repo.NodeDir:
-			if err := rs.mkdir(dst); err != nil {
+			created, err := rs.mkdir(dst)
+			if err != nil {
 				return err
 			}
-			dirs = append(dirs, dirMeta{dst, n})
+			dirs = append(dirs, dirMeta{dst, n, created})
 			rs.res.Dirs++
 			progress.Dirs.Add(1)
 			return nil
@@ -148,7 +209,7 @@ func Run(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, opts Opti
 				// pack meanwhile.
 				r.Prefetch(ctx, n.Content[0])
 			}
-			job := fileJob{dst: dst, node: n}
+			job := fileJob{dst: dst, path: p, seq: seq, node: n}
 			if n.Links > 1 {
 				first, ls := rs.linkGroup(n)
 				if !first {
@@ -172,7 +233,25 @@ func Run(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, opts Opti
 			rs.res.Others++
 			return rs.restoreSpecial(dst, p, n)
 		}
-	})
+	}
+	// A directory whose listing cannot be verified is reported like a
+	// file that cannot be, and the walk goes on without it. visit has
+	// just made it (the last of dirs): it goes again when it was made
+	// here, so that it does not pass for restored.
+	treeErr := func(p string, n *repo.Node, err error) error {
+		dst := filepath.Join(target, filepath.FromSlash(p))
+		if !dataFailure(ctx, err) {
+			return fmt.Errorf("restore: directory %s: %w", dst, err)
+		}
+		rs.fail(seq, p, true, fmt.Errorf("restore: directory %s (nothing below it restored): %w", dst, err))
+		if d := dirs[len(dirs)-1]; d.created && d.node == n && os.Remove(d.path) == nil {
+			dirs = dirs[:len(dirs)-1]
+			rs.res.Dirs--
+			progress.Dirs.Add(^uint64(0))
+		}
+		return nil
+	}
+	walkErr := walk(ctx, r, snap.Tree, visit, treeErr)
 	close(jobs)
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
@@ -190,12 +269,41 @@ func Run(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, opts Opti
 	rs.res.Files = progress.Files.Load()
 	rs.res.Bytes = progress.Bytes.Load()
 	rs.res.Warnings = int(rs.warnings.Load())
+	if len(rs.failed) > 0 {
+		slices.SortFunc(rs.failed, func(a, b failure) int { return a.seq - b.seq })
+		ie := &IncompleteError{}
+		for _, f := range rs.failed {
+			ie.Failed = append(ie.Failed, f.Failure)
+		}
+		return &rs.res, ie
+	}
 	return &rs.res, nil
 }
 
 type dirMeta struct {
-	path string
-	node *repo.Node
+	path    string
+	node    *repo.Node
+	created bool // by this restore
+}
+
+// dataFailure reports whether err, from restoring one file or reading one
+// directory's listing, is about that entry's data in the repository: its
+// chunks or listing damaged or missing in every region (even when a region
+// that could not be reached at all is one of them), or its content not
+// matching its hash. Such an entry is reported and the restore goes on
+// with the rest. Anything else stops the restore: the target failing (a
+// full disk, a permission), no region reachable, a wrong key, a cancelled
+// run.
+func dataFailure(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && errors.Is(err, repo.ErrIntegrity)
+}
+
+// fail records that the entry at snapshot path p (seq as in failure) was
+// not restored because of err, a dataFailure.
+func (rs *restorer) fail(seq int, p string, dir bool, err error) {
+	rs.failedMu.Lock()
+	defer rs.failedMu.Unlock()
+	rs.failed = append(rs.failed, failure{seq, Failure{Path: p, Dir: dir, Err: err}})
 }
 
 // selected reports whether the entry at snapshot path p is restored (or, for
@@ -223,20 +331,21 @@ func (rs *restorer) warn(p string, err error) {
 }
 
 // mkdir creates dst as a directory, accepting an existing real directory
-// but never a symlink or anything else in its place.
-func (rs *restorer) mkdir(dst string) error {
-	err := os.Mkdir(dst, 0o700)
+// but never a symlink or anything else in its place; created tells whether
+// it made it.
+func (rs *restorer) mkdir(dst string) (created bool, err error) {
+	err = os.Mkdir(dst, 0o700)
 	if err == nil {
-		return nil
+		return true, nil
 	}
 	fi, lerr := os.Lstat(dst)
 	if lerr == nil && fi.IsDir() {
-		return nil
+		return false, nil
 	}
 	if lerr == nil {
-		return fmt.Errorf("restore: %s exists and is not a directory (%s); refusing to follow or replace it", dst, fi.Mode().Type())
+		return false, fmt.Errorf("restore: %s exists and is not a directory (%s); refusing to follow or replace it", dst, fi.Mode().Type())
 	}
-	return fmt.Errorf("restore: %w", err)
+	return false, fmt.Errorf("restore: %w", err)
 }
 
 func (rs *restorer) linkGroup(n *repo.Node) (first bool, ls *linkState) {

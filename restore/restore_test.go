@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,11 +26,17 @@ import (
 // source directory (its absolute path is the files' path in the snapshot).
 func testSnapshot(t *testing.T, files map[string]string) (*repo.Repository, *repo.Snapshot, string) {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
+	src := filepath.Join(t.TempDir(), "src")
+	writeTree(t, src, files)
+	r, snaps, _ := backupRuns(t, src, []string{"."})
+	return r, snaps[0], src
+}
+
+// writeTree writes files (relative name → content) below dir.
+func writeTree[T string | []byte](t *testing.T, dir string, files map[string]T) {
+	t.Helper()
 	for rel, content := range files {
-		p := filepath.Join(src, rel)
+		p := filepath.Join(dir, rel)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -37,7 +44,17 @@ func testSnapshot(t *testing.T, files map[string]string) (*repo.Repository, *rep
 			t.Fatal(err)
 		}
 	}
-	be, err := local.New(filepath.Join(dir, "region"))
+}
+
+// backupRuns backs up each of runs (paths below src) as its own snapshot
+// into a repository on one local region, and returns the repository opened
+// with the recovery identity, the snapshots and, for each run, the packs it
+// added (their files in the region).
+func backupRuns(t *testing.T, src string, runs ...[]string) (*repo.Repository, []*repo.Snapshot, [][]string) {
+	t.Helper()
+	ctx := context.Background()
+	region := filepath.Join(t.TempDir(), "region")
+	be, err := local.New(region)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,21 +68,40 @@ func testSnapshot(t *testing.T, files map[string]string) (*repo.Repository, *rep
 		t.Fatal(err)
 	}
 	w.Close()
-	w, err = repo.Open(ctx, regions, repo.Keys{Host: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	res, err := backup.Run(ctx, w, backup.Options{Paths: []string{src}}, nil)
-	if err != nil {
-		t.Fatal(err)
+	var snaps []*repo.Snapshot
+	var added [][]string
+	seen := map[string]bool{}
+	for _, paths := range runs {
+		w, err := repo.Open(ctx, regions, repo.Keys{Host: host})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var abs []string
+		for _, p := range paths {
+			abs = append(abs, filepath.Join(src, p))
+		}
+		res, err := backup.Run(ctx, w, backup.Options{Paths: abs}, nil)
+		w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		snaps = append(snaps, res.Snapshot)
+		var packs []string
+		filepath.WalkDir(filepath.Join(region, "data"), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && !seen[p] {
+				seen[p] = true
+				packs = append(packs, p)
+			}
+			return nil
+		})
+		added = append(added, packs)
 	}
 	r, err := repo.Open(ctx, regions, repo.Keys{Recovery: []age.Identity{id}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	return r, res.Snapshot, src
+	return r, snaps, added
 }
 
 // TestRunIncludeNotInSnapshot: an include the snapshot lacks is a

@@ -15,7 +15,7 @@ import (
 // order, with its slash-separated absolute path in the snapshot. A node
 // whose path is returned by fn as SkipDir is not descended into.
 func Walk(ctx context.Context, r *repo.Repository, root crypt.ID, fn func(p string, n *repo.Node) error) error {
-	return walk(ctx, r, "/", root, fn)
+	return walk(ctx, r, root, fn, nil)
 }
 
 // SkipDir, returned by a Walk callback for a directory, skips its entries.
@@ -25,14 +25,23 @@ type errSkipDir struct{}
 
 func (errSkipDir) Error() string { return "skip this directory" }
 
-func walk(ctx context.Context, r *repo.Repository, dir string, id crypt.ID, fn func(string, *repo.Node) error) error {
+// walk is Walk, and with treeErr, a directory below the root whose listing
+// cannot be loaded is passed to treeErr (its path, its node, the error),
+// after fn was called for it and did not skip it: when it returns
+// nil, the walk goes on without the directory's entries. The root's
+// listing failing is an error all the same.
+func walk(ctx context.Context, r *repo.Repository, root crypt.ID, fn func(string, *repo.Node) error, treeErr func(p string, n *repo.Node, err error) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	t, err := r.LoadTree(ctx, id)
+	t, err := r.LoadTree(ctx, root)
 	if err != nil {
 		return err
 	}
+	return walkTree(ctx, r, "/", t, fn, treeErr)
+}
+
+func walkTree(ctx context.Context, r *repo.Repository, dir string, t *repo.Tree, fn func(string, *repo.Node) error, treeErr func(string, *repo.Node, error) error) error {
 	for i := range t.Nodes {
 		n := &t.Nodes[i]
 		p := path.Join(dir, string(n.Name))
@@ -43,10 +52,23 @@ func walk(ctx context.Context, r *repo.Repository, dir string, id crypt.ID, fn f
 		if err != nil {
 			return err
 		}
-		if n.Type == repo.NodeDir {
-			if err := walk(ctx, r, p, *n.Subtree, fn); err != nil {
-				return err
+		if n.Type != repo.NodeDir {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sub, err := r.LoadTree(ctx, *n.Subtree)
+		if err != nil && treeErr != nil {
+			if err = treeErr(p, n, err); err == nil {
+				continue
 			}
+		}
+		if err != nil {
+			return err
+		}
+		if err := walkTree(ctx, r, p, sub, fn, treeErr); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,6 +33,12 @@ func newRestoreCmd(g *globals) *cobra.Command {
 they were on the host (/home/a/x becomes DIR/home/a/x). Every chunk is
 verified against its keyed ID and every file against its content hash
 before it takes its final name.
+
+A file that no region can give back verified (its chunks damaged or
+missing everywhere) is left out, and so is a directory whose listing
+cannot be verified, with all below it: the restore goes on with the rest,
+names each one left out, and exits 4. Any other error (the target not
+writable or full, no region reachable, an interrupt) stops it.
 
 --include PATH restores PATH and what is below it; snapshot paths are
 absolute, as on the host ("etc/nginx" is read as "/etc/nginx"). An
@@ -125,7 +132,18 @@ func runRestore(ctx context.Context, g *globals, ref string, f restoreFlags) err
 		}
 		return notInSnapshot(err, "restore --include", snap, f.includes, note)
 	}
-	if err != nil {
+	// Files (or directories) that cannot be verified did not stop the
+	// restore: each is named here, then the summary counts them.
+	var incomplete *restore.IncompleteError
+	if errors.As(err, &incomplete) {
+		for _, fl := range incomplete.Failed {
+			if g.json {
+				g.out.emit(map[string]any{"type": "failed", "path": fl.Path, "directory": fl.Dir, "message": fl.Err.Error()})
+			} else {
+				g.out.errorLine(fl.Err, "")
+			}
+		}
+	} else if err != nil {
 		return fmt.Errorf("restore of snapshot %s: %w", repo.ShortID(snap.ID), err)
 	}
 	took := time.Since(start)
@@ -135,18 +153,51 @@ func runRestore(ctx context.Context, g *globals, ref string, f restoreFlags) err
 		failovers += st.Failovers
 	}
 	if g.json {
-		g.out.emit(map[string]any{"type": "summary", "snapshot": snap.ID, "target": f.target, "files": res.Files, "dirs": res.Dirs, "others": res.Others, "bytes": res.Bytes, "warnings": res.Warnings, "duration_seconds": took.Seconds(), "verified": true,
-			"regions": served, "failovers": failovers, "failover_errors": failures})
+		g.out.emit(map[string]any{"type": "summary", "snapshot": snap.ID, "target": f.target, "files": res.Files, "dirs": res.Dirs, "others": res.Others, "bytes": res.Bytes, "warnings": res.Warnings, "duration_seconds": took.Seconds(), "verified": incomplete == nil,
+			"failed": failedCount(incomplete), "regions": served, "failovers": failovers, "failover_errors": failures})
 	} else {
 		g.out.textf("restored snapshot %s to %s: %d files, %d dirs, %s verified in %.1fs\n", repo.ShortID(snap.ID), f.target, res.Files, res.Dirs, humanBytes(res.Bytes), took.Seconds())
 		if failovers > 0 {
 			g.out.textf("%d chunk(s) came from another region because the preferred region lacked them or held them damaged\n", failovers)
 		}
 	}
+	if incomplete != nil {
+		return withHint(fmt.Errorf("restore of snapshot %s: restored %d files; %d could not be verified and are not in %s: %s: %w",
+			repo.ShortID(snap.ID), res.Files, len(incomplete.Failed), f.target, failedPaths(incomplete.Failed), repo.ErrIntegrity),
+			"what was restored is verified; run 'vaultbak check --read-data' to see all damage and 'vaultbak replicate status' for the state of each region")
+	}
 	if res.Warnings > 0 {
 		return &warningsError{fmt.Sprintf("restore completed with %d warning(s)", res.Warnings)}
 	}
 	return nil
+}
+
+func failedCount(e *restore.IncompleteError) int {
+	if e == nil {
+		return 0
+	}
+	return len(e.Failed)
+}
+
+// failedPaths lists the paths of fs for a summary line: the first few, then
+// how many more (each has its own line above).
+func failedPaths(fs []restore.Failure) string {
+	const shown = 5
+	var b strings.Builder
+	for i, f := range fs {
+		if i == shown {
+			fmt.Fprintf(&b, " and %d more", len(fs)-shown)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(f.Path)
+		if f.Dir {
+			b.WriteString("/ (directory, nothing below it)")
+		}
+	}
+	return b.String()
 }
 
 // distinctPaths counts the snapshot paths ps name, as restore reads them.
