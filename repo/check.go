@@ -48,6 +48,20 @@ type CheckResult struct {
 	// With ReadData: packs decrypted and verified, of the PacksIndexed
 	// packs the index names (all of them unless Percent samples).
 	PacksRead, PacksIndexed int
+
+	// Strays are the regions that hold temporary files beside their
+	// objects: neither damage nor a lag (no snapshot references them, and
+	// one may be a running backup's pack), so neither a Problem nor a
+	// Warning.
+	Strays []RegionStrays
+}
+
+// RegionStrays counts the temporary files in one region (see
+// backend.Sweeper): what interrupted writes left, or running ones are
+// writing. The next writer removes the stale ones.
+type RegionStrays struct {
+	Region string
+	backend.Strays
 }
 
 // Check verifies the repository in every region. Without keys it verifies
@@ -107,6 +121,15 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 	}
 	if len(regions) == 0 {
 		return nil, fmt.Errorf("repo: no region could be listed: %s", strings.Join(res.Warnings, "; "))
+	}
+	for _, reg := range regions {
+		// A count that fails is left out: it is advice, and the region
+		// answered its listings.
+		if sw, ok := reg.Backend.(backend.Sweeper); ok {
+			if st, err := sw.Strays(ctx); err == nil && st.Files > 0 {
+				res.Strays = append(res.Strays, RegionStrays{Region: reg.Name, Strays: st})
+			}
+		}
 	}
 
 	// Every pack and index file: its bytes hash to its name.

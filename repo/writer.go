@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
 
+	"vaultbak/backend"
 	"vaultbak/crypt"
 )
 
@@ -136,6 +137,15 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 			if reg.Name == name {
 				w.regions.drop(reg, err)
 			}
+		}
+	}
+	// What writers killed earlier left in the regions (a local
+	// directory's temporary files) goes now, before this writer stages
+	// anything; a region that cannot be swept is no reason to fail, and
+	// its writes report what is wrong with it.
+	for _, reg := range w.regions.live() {
+		if sw, ok := reg.Backend.(backend.Sweeper); ok {
+			sw.Sweep(ctx)
 		}
 	}
 	w.curReady = sync.NewCond(&w.mu)

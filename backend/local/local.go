@@ -21,8 +21,7 @@ const tmpPrefix = ".tmp-"
 
 // Local is a backend.Backend storing each object as a file under a directory.
 type Local struct {
-	dir   string // absolute and clean
-	sweep sync.Once
+	dir string // absolute and clean
 }
 
 var _ backend.Backend = (*Local)(nil)
@@ -88,41 +87,53 @@ func (l *Local) Stage(ctx context.Context) (backend.Staged, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("local: stage: %w", err)
 	}
-	l.sweep.Do(l.sweepStaged)
 	f, err := os.CreateTemp(l.dir, tmpPrefix+"*") // mode 0600
 	if err != nil {
 		return nil, fmt.Errorf("local: stage: %w", err)
 	}
-	return &staged{l: l, f: f}, nil
-}
-
-// staleStage is how long a staged object may go unchanged before a later
-// writer takes it for the remains of a process that died while staging it
-// (a live writer writes to its staged pack every few seconds at most).
-const staleStage = 24 * time.Hour
-
-// sweepStaged removes the staged objects that writers killed mid-pack left
-// in the directory, once per Local: temporary files of the top level older
-// than staleStage.
-func (l *Local) sweepStaged() {
-	entries, err := os.ReadDir(l.dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tmpPrefix) {
-			continue
-		}
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleStage {
-			os.Remove(filepath.Join(l.dir, e.Name()))
-		}
-	}
+	s := &staged{l: l, f: f}
+	s.keepFresh()
+	return s, nil
 }
 
 type staged struct {
 	l    *Local
 	f    *os.File
 	done bool // committed or aborted
+
+	mu    sync.Mutex  // guards touch against the end of the object
+	ended bool        // on mu: Commit or Abort began; touch no more
+	touch *time.Timer // refreshes f's mtime while the object is open
+}
+
+// keepFresh sets the file's modification time to now every touchStaged
+// for as long as the object is open, so that Sweep (in this process or on
+// another host sharing the directory) never takes it for a killed
+// writer's leftover, however rarely its writer writes: a writer stages
+// its first pack before it reads anything, and a backup whose input is
+// all deduplicated, or a stream that stalls, adds nothing to it for hours.
+func (s *staged) keepFresh() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	every := touchStaged
+	s.touch = time.AfterFunc(every, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.ended {
+			return
+		}
+		now := time.Now()
+		os.Chtimes(s.f.Name(), now, now) // best effort: a failure shows at Commit
+		s.touch.Reset(every)
+	})
+}
+
+// end stops keepFresh before the file is renamed or removed.
+func (s *staged) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = true
+	s.touch.Stop()
 }
 
 func (s *staged) Write(p []byte) (int, error) {
@@ -137,6 +148,7 @@ func (s *staged) Commit(ctx context.Context, name string) error {
 	if err := checkPut(ctx, name); err != nil {
 		return err
 	}
+	s.end()
 	dir, err := s.l.mkdirs(name)
 	if err == nil {
 		err = install(s.f, dir, s.l.path(name))
@@ -151,6 +163,7 @@ func (s *staged) Commit(ctx context.Context, name string) error {
 func (s *staged) Abort() {
 	if !s.done {
 		s.done = true
+		s.end()
 		s.f.Close()
 		os.Remove(s.f.Name())
 	}

@@ -197,29 +197,169 @@ func TestStage(t *testing.T) {
 	}
 }
 
-// What a writer killed mid-pack left at the top level is removed by the
-// next writer once it is a day old; a younger one may be another writer's.
-func TestStageSweepsStaleObjects(t *testing.T) {
+// ageFile sets path's modification time to age ago.
+func ageFile(t *testing.T, path string, age time.Duration) {
+	t.Helper()
+	old := time.Now().Add(-age)
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// What killed writers left, at the top level (a staged pack) and beside an
+// object (a Put), is removed once it has gone unchanged for a day; a
+// younger temporary file may be a live writer's, and a file that merely
+// looks like one is not the backend's to remove.
+func TestSweep(t *testing.T) {
 	dir := t.TempDir()
-	stale, fresh := filepath.Join(dir, ".tmp-1"), filepath.Join(dir, ".tmp-2")
-	for _, p := range []string{stale, fresh} {
-		if err := os.WriteFile(p, []byte("torn pack"), 0o600); err != nil {
+	l := newLocal(t, dir)
+	if err := l.Put(t.Context(), "data/ab/ab12", []byte("pack")); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]struct {
+		age    time.Duration
+		remove bool
+	}{
+		".tmp-1234567890":    {25 * time.Hour, true},  // a staged pack
+		"data/ab/.tmp-42":    {25 * time.Hour, true},  // a pack Put
+		"snapshots/.tmp-7":   {48 * time.Hour, true},  // a manifest Put
+		".tmp-2":             {time.Hour, false},      // maybe a live writer's
+		"data/ab/.tmp-3":     {23 * time.Hour, false}, // likewise
+		".tmp-old":           {25 * time.Hour, false}, // not a name Put or Stage writes
+		".tmp-12345678901":   {25 * time.Hour, false}, // more digits than a uint32 has
+		"data/ab/.tmp-":      {25 * time.Hour, false},
+		"data/ab/x.tmp-5":    {25 * time.Hour, false},
+		"data/ab/ab12.tmp-5": {25 * time.Hour, false},
+	}
+	var wantBytes int64
+	for name, f := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ageFile(t, p, f.age)
+		if f.remove {
+			wantBytes += int64(len(name))
+		}
+	}
+
+	before, err := l.Strays(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Files != 5 || before.Stale != 3 || before.StaleBytes != wantBytes || before.StaleAfter != 24*time.Hour {
+		t.Errorf("Strays = %+v, want 5 files, 3 stale of %d bytes, stale after 24h", before, wantBytes)
+	}
+	swept, err := l.Sweep(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if swept.Files != 3 || swept.Bytes != wantBytes {
+		t.Errorf("Sweep removed %+v, want 3 files of %d bytes", swept, wantBytes)
+	}
+	for name, f := range files {
+		_, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(name)))
+		if f.remove && !os.IsNotExist(err) {
+			t.Errorf("%s (%v old) is still there: %v", name, f.age, err)
+		} else if !f.remove && err != nil {
+			t.Errorf("%s (%v old) was removed: %v", name, f.age, err)
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "data", "ab", "ab12")); err != nil || string(got) != "pack" {
+		t.Errorf("the object beside the temporary file: %q, %v", got, err)
+	}
+	after, err := l.Strays(t.Context())
+	if err != nil || after.Files != 2 || after.Stale != 0 {
+		t.Errorf("Strays after Sweep = %+v, %v; want the 2 fresh files", after, err)
+	}
+}
+
+// Sweep never follows a symbolic link: not one named like a temporary file
+// (neither it nor its day-old target is removed), nor one to a directory
+// that holds day-old temporary files.
+func TestSweepSkipsSymlinks(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	l := newLocal(t, dir)
+	target := filepath.Join(outside, ".tmp-1")
+	if err := os.WriteFile(target, []byte("not the region's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ageFile(t, target, 48*time.Hour)
+	link := filepath.Join(dir, ".tmp-2")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	dirLink := filepath.Join(dir, "data")
+	if err := os.Symlink(outside, dirLink); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	for _, p := range []string{link, dirLink} {
+		if err := os.Chtimes(p, old, old); err != nil { // follows: ages the target again
 			t.Fatal(err)
 		}
 	}
-	old := time.Now().Add(-25 * time.Hour)
-	if err := os.Chtimes(stale, old, old); err != nil {
-		t.Fatal(err)
+	st, err := l.Strays(t.Context())
+	if err != nil || st.Files != 0 {
+		t.Errorf("Strays = %+v, %v; want nothing (symbolic links are not temporary files)", st, err)
 	}
-	s, err := newLocal(t, dir).Stage(t.Context())
+	swept, err := l.Sweep(t.Context())
+	if err != nil || swept.Files != 0 {
+		t.Errorf("Sweep = %+v, %v; want nothing removed", swept, err)
+	}
+	for _, p := range []string{link, dirLink, target} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
+
+// An open staged object keeps its file's modification time fresh, so that
+// a writer that adds nothing to its pack for a day (its input all
+// deduplicated, a stalled stream) does not lose it to another's Sweep.
+func TestStagedStaysFresh(t *testing.T) {
+	local.SetTouchStaged(t.Cleanup, 10*time.Millisecond)
+	dir := t.TempDir()
+	l := newLocal(t, dir)
+	s, err := l.Stage(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Abort()
-	if _, err := os.Stat(stale); !os.IsNotExist(err) {
-		t.Errorf("a day-old staged object is still there: %v", err)
+	if _, err := s.Write([]byte("age header")); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(fresh); err != nil {
-		t.Errorf("a fresh staged object was removed: %v", err)
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("ReadDir = %v, %v; want the staged file", entries, err)
+	}
+	path := filepath.Join(dir, entries[0].Name())
+	ageFile(t, path, 25*time.Hour) // as if idle for a day
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(fi.ModTime()) < time.Hour {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the staged file's mtime stayed %v", fi.ModTime())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if swept, err := l.Sweep(t.Context()); err != nil || swept.Files != 0 {
+		t.Errorf("Sweep = %+v, %v; want the open staged object kept", swept, err)
+	}
+	if err := s.Commit(t.Context(), "data/ab/ab12"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(30 * time.Millisecond) // no touch after Commit recreates anything
+	if st, err := l.Strays(t.Context()); err != nil || st.Files != 0 {
+		t.Errorf("after Commit: Strays = %+v, %v; want none", st, err)
 	}
 }

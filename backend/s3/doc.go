@@ -15,4 +15,11 @@
 // retry it (it does not recognise Go's *tls.CertificateVerificationError),
 // so the transport cancels the operation's context with the failure as its
 // cause, and the error returned is that failure.
+//
+// Leftovers: Put is one PutObject request through minio.Core, never a
+// multipart upload, and S3 stages nothing (it is no backend.Stager), so an
+// interrupted write leaves no temporary object and no incomplete multipart
+// upload behind; S3 is no backend.Sweeper. Should packs ever go up in
+// parts, stale incomplete uploads (ListIncompleteUploads) would need
+// aborting the way a local region sweeps its temporary files.
 package s3

@@ -434,6 +434,22 @@ func (u *uploadMeter) Stage(ctx context.Context) (backend.Staged, error) {
 	return &meteredStage{Staged: o, u: u}, nil
 }
 
+// Strays and Sweep pass sweeping through (see backend.Sweeper): a
+// backend that writes no temporary files has none.
+func (u *uploadMeter) Strays(ctx context.Context) (backend.Strays, error) {
+	if sw, ok := u.Backend.(backend.Sweeper); ok {
+		return sw.Strays(ctx)
+	}
+	return backend.Strays{}, nil
+}
+
+func (u *uploadMeter) Sweep(ctx context.Context) (backend.Strays, error) {
+	if sw, ok := u.Backend.(backend.Sweeper); ok {
+		return sw.Sweep(ctx)
+	}
+	return backend.Strays{}, nil
+}
+
 type meteredStage struct {
 	backend.Staged
 	u *uploadMeter
