@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -28,7 +29,10 @@ snapshot's trees. PERCENT is written after "=", with or without "%"
 packs every run. The audit trail is verified as by 'audit verify'.
 
 Damage exits 4 naming the object and region; a region that merely lacks
-objects another holds exits 3.`,
+objects another holds exits 3. Temporary files in a local region (left by
+an interrupted write, or a running backup's pack in progress) are counted
+on a warning line that leaves the exit code as it is: the next backup
+removes those unchanged for a day.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 && cmd.Flags().Changed("read-data") {
 				if _, err := parsePercent(args[0]); err == nil {
@@ -91,6 +95,18 @@ func runCheck(ctx context.Context, g *globals, readData bool, pct string) error 
 	for _, w := range res.Warnings {
 		g.out.warn("repository", errors.New(w))
 	}
+	// Temporary files are no warning that counts (exit 3): no snapshot
+	// references them, the next backup removes the stale ones, and a
+	// fresh one may be the pack of a backup running now, which a check
+	// run alongside it must not report as trouble.
+	for _, st := range res.Strays {
+		if g.json {
+			g.out.emit(map[string]any{"type": "warning", "path": "region " + st.Region, "region": st.Region, "message": straysMessage(st),
+				"temporary_files": st.Files, "temporary_bytes": st.Bytes, "stale_files": st.Stale, "stale_bytes": st.StaleBytes})
+		} else {
+			g.out.warn("region "+st.Region, errors.New(straysMessage(st)))
+		}
+	}
 	if g.json {
 		g.out.emit(map[string]any{"type": "summary", "packs": res.Packs, "bytes": res.Bytes, "blobs": res.Blobs, "snapshots": res.Snapshots, "problems": len(res.Problems), "warnings": len(res.Warnings), "read_data_percent": map[bool]float64{true: percent, false: 0}[readData],
 			"packs_read": res.PacksRead, "packs_indexed": res.PacksIndexed})
@@ -125,4 +141,25 @@ func parsePercent(s string) (float64, error) {
 		return 0, errors.New("want a percentage in (0, 100], e.g. 10 or 10%")
 	}
 	return v, nil
+}
+
+// straysMessage says what the temporary files in a region are and which of
+// them the next backup removes.
+func straysMessage(st repo.RegionStrays) string {
+	after := st.StaleAfter.String()
+	if st.StaleAfter%time.Hour == 0 {
+		after = fmt.Sprintf("%dh", st.StaleAfter/time.Hour)
+	}
+	files, them, are := "temporary files", "them", "are"
+	if st.Files == 1 {
+		files, them, are = "temporary file", "it", "is"
+	}
+	msg := fmt.Sprintf("%d %s (%s) left by an interrupted write, or being written by a running backup", st.Files, files, humanBytes(uint64(st.Bytes)))
+	switch st.Stale {
+	case 0:
+		return msg + fmt.Sprintf("; a backup removes %s once unchanged for %s", them, after)
+	case st.Files:
+		return msg + fmt.Sprintf("; unchanged for over %s, %s %s removed by the next backup", after, them, are)
+	}
+	return msg + fmt.Sprintf("; %d of them (%s), unchanged for over %s, are removed by the next backup", st.Stale, humanBytes(uint64(st.StaleBytes)), after)
 }
