@@ -130,7 +130,12 @@ func TestNewestSnapshotAway(t *testing.T) {
 	plugOne := unplug(t, e, 0)
 
 	away := second["snapshot"].(string)[:12]
-	r := e.expect(exitOK, "snapshots")
+	r := e.expect(exitWarnings, "replicate", "status")
+	requireContains(t, "replicate status with region one unplugged", r.stdout, "region one: did not answer")
+	if strings.Contains(r.stdout, "one: 0 objects") || strings.Contains(r.stdout, "#0") {
+		t.Errorf("replicate status shows the unplugged region as empty:\n%s", r)
+	}
+	r = e.expect(exitOK, "snapshots")
 	requireContains(t, "snapshots while the newest is away", r.stderr, "#2 ("+away+") is in region(s) one, which did not answer")
 	writeFile(t, filepath.Join(src, "f.txt"), []byte("three\n"), 0o644)
 	third, r := e.backupJSON(exitWarnings, src)

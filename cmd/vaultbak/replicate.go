@@ -175,8 +175,15 @@ func reportStatus(g *globals, st *replicate.Status) error {
 			m := map[string]any{"type": "region", "region": rs.Name, "objects": rs.Objects, "bytes": rs.Bytes, "missing": len(rs.Missing), "missing_bytes": rs.MissingBytes, "damaged": len(rs.Damaged), "size_mismatch": len(rs.SizeMismatch), "heads": rs.Heads, "in_sync": rs.Err == nil && len(rs.Missing) == 0 && len(rs.Damaged) == 0}
 			if rs.Err != nil {
 				m["error"] = rs.Err.Error()
+				delete(m, "heads") // what it holds is unknown, not nothing
 			}
 			g.out.emit(m)
+			continue
+		}
+		if rs.Err != nil {
+			// A region that did not answer holds what it holds: no counts
+			// or heads of zero as though it were empty.
+			g.out.textf("region %s: %s\n", rs.Name, state)
 			continue
 		}
 		g.out.textf("region %s: %d objects, %s; %s; heads: %s\n", rs.Name, rs.Objects, humanBytes(uint64(rs.Bytes)), state, strings.Join(heads, ", "))
