@@ -208,16 +208,23 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 			if i == j {
 				continue
 			}
-			for _, pair := range [][2]map[string]int64{{listed[j].packs, listed[i].packs}, {listed[j].indexes, listed[i].indexes}, {listed[j].snaps, listed[i].snaps}} {
+			var lacks []string
+			for _, kind := range []struct {
+				what       string
+				have, lack map[string]int64
+			}{{"pack(s)", listed[j].packs, listed[i].packs}, {"index file(s)", listed[j].indexes, listed[i].indexes}, {"manifest(s)", listed[j].snaps, listed[i].snaps}} {
 				n := 0
-				for name := range pair[0] {
-					if _, ok := pair[1][name]; !ok {
+				for name := range kind.have {
+					if _, ok := kind.lack[name]; !ok {
 						n++
 					}
 				}
 				if n > 0 {
-					res.Warnings = append(res.Warnings, fmt.Sprintf("region %s lacks %d object(s) that region %s holds", reg.Name, n, other.Name))
+					lacks = append(lacks, fmt.Sprintf("%d %s", n, kind.what))
 				}
+			}
+			if lacks != nil {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("region %s lacks %s that region %s holds", reg.Name, strings.Join(lacks, ", "), other.Name))
 			}
 		}
 	}

@@ -182,7 +182,7 @@ func TestCheckMissingPack(t *testing.T) {
 	if !contains(res.Warnings, "region r2 lacks indexed pack "+pack) {
 		t.Errorf("warnings %v", res.Warnings)
 	}
-	if !contains(res.Warnings, "region r2 lacks 1 object(s) that region r1 holds") {
+	if !contains(res.Warnings, "region r2 lacks 1 pack(s) that region r1 holds") {
 		t.Errorf("warnings %v", res.Warnings)
 	}
 	// Without keys there is no index: only the warning.
@@ -217,7 +217,7 @@ func TestCheckRegionLagging(t *testing.T) {
 	if len(res.Problems) != 0 {
 		t.Errorf("keyless check: problems %v", res.Problems)
 	}
-	if !contains(res.Warnings, "region r2 lacks 1 object(s) that region r1 holds") || !contains(res.Warnings, "region r1 lacks 1 object(s) that region r2 holds") {
+	if !contains(res.Warnings, "region r2 lacks 1 index file(s) that region r1 holds") || !contains(res.Warnings, "region r1 lacks 1 pack(s) that region r2 holds") {
 		t.Errorf("warnings %v", res.Warnings)
 	}
 	if len(res.Warnings) != 2 { // r2 lacks an index file, r1 lacks a pack
