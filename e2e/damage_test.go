@@ -377,4 +377,7 @@ func TestDamageRestoreGoesOn(t *testing.T) {
 	if out := r.stdout + r.stderr; !strings.Contains(out, objs[0]) && !strings.Contains(out, objs[1]) {
 		t.Errorf("drill --sample 100 names neither damaged pack %s nor %s\n%s", objs[0], objs[1], r)
 	}
+	// Both regions hold the damage: the hint does not send the user to
+	// heal one from the other.
+	requireContains(t, "drill with damage in every region", r.stderr, "no copy can heal another")
 }

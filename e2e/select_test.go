@@ -242,6 +242,11 @@ func TestPathNotInSnapshot(t *testing.T) {
 			}
 		}
 	}
+	// dump of a directory is a usage error too, pointing at restore.
+	r := e.expect(exitUsage, e.withID("dump", "latest", src)...)
+	for _, say := range []string{"dump: snapshot " + short, src + " is a dir, not a file", "hint: restore it with 'vaultbak restore " + short + " --include " + src} {
+		requireContains(t, "dump of a directory", r.stderr, say)
+	}
 }
 
 // TestBackupExclude leaves out what --exclude patterns match: a pattern

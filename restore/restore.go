@@ -587,10 +587,14 @@ func Dump(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, p string
 		return fmt.Errorf("restore: %s: %w", p, err)
 	}
 	if n.Type != repo.NodeFile {
-		return fmt.Errorf("restore: %s is a %s, not a file", p, n.Type)
+		return fmt.Errorf("%s is a %s, %w", p, n.Type, ErrNotFile)
 	}
 	return Content(ctx, r, p, n, w)
 }
+
+// ErrNotFile is returned (wrapped) by Dump for a path that is not a
+// regular file in the snapshot.
+var ErrNotFile = errors.New("not a file")
 
 // Content writes the content of file node n (at snapshot path p, which
 // errors name) to w, verifying every chunk before it is written and the

@@ -225,7 +225,7 @@ func runDrill(ctx context.Context, g *globals, f drillFlags) (*drill.Report, *fi
 			return rep, cfg, fmt.Errorf("drill report: %w", err)
 		}
 	}
-	return rep, cfg, drillError(rep)
+	return rep, cfg, drillError(rep, len(cfg.Regions))
 }
 
 // readDrillReport reads the previous drill's report; a damaged one only
@@ -257,14 +257,23 @@ func drillSummary(rep *drill.Report, code int) map[string]any {
 }
 
 // drillError maps what the drill found to its exit: integrity failures
-// first (4), then objectives missed (5).
-func drillError(rep *drill.Report) error {
+// first (4), then objectives missed (5). regions is how many the config
+// names (a drill of one region cannot tell whether another could heal it).
+func drillError(rep *drill.Report, regions int) error {
 	if len(rep.Problems) > 0 {
 		msgs := make([]string, len(rep.Problems))
 		for i, p := range rep.Problems {
 			msgs[i] = p.String()
 		}
-		return withHint(fmt.Errorf("drill: %w: %s", repo.ErrIntegrity, strings.Join(msgs, "; ")), "the region named holds damaged data: heal it with 'vaultbak replicate sync' from a healthy region, then run 'vaultbak check --read-data'")
+		hint := "the region named holds damaged data: heal it with 'vaultbak replicate sync' from a healthy region, then run 'vaultbak check --read-data'"
+		damaged := map[string]bool{}
+		for _, p := range rep.Problems {
+			damaged[p.Region] = true
+		}
+		if len(damaged) >= regions {
+			hint = "every region drilled holds damaged data, so no copy can heal another: run 'vaultbak check --read-data' to see what is lost; a restore recovers every file that still verifies"
+		}
+		return withHint(fmt.Errorf("drill: %w: %s", repo.ErrIntegrity, strings.Join(msgs, "; ")), hint)
 	}
 	if len(rep.Missed) > 0 {
 		return withHint(&objectivesError{fmt.Sprintf("drill: %d objective(s) missed: %s", len(rep.Missed), strings.Join(rep.Missed, "; "))}, "see the report above; a region that cannot serve a restore needs attention before it is needed")

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -38,6 +40,10 @@ func runDump(ctx context.Context, g *globals, ref, p string) error {
 	w := bufio.NewWriterSize(os.Stdout, 1<<20)
 	if err := restore.Dump(ctx, s.repo, snap, p, w); err != nil {
 		w.Flush()
+		if errors.Is(err, restore.ErrNotFile) {
+			id := repo.ShortID(snap.ID)
+			return withHint(usagef("dump: snapshot %s: %v: dump writes one file's content", id, err), fmt.Sprintf("restore it with 'vaultbak restore %s --include %s --target DIR', or list it with 'vaultbak ls %s %s'", id, p, id, p))
+		}
 		return notInSnapshot(err, "dump", snap, []string{p}, "")
 	}
 	return w.Flush()

@@ -144,7 +144,7 @@ func runRestore(ctx context.Context, g *globals, ref string, f restoreFlags) err
 			}
 		}
 	} else if err != nil {
-		return fmt.Errorf("restore of snapshot %s: %w", repo.ShortID(snap.ID), err)
+		return fmt.Errorf("snapshot %s: %w", repo.ShortID(snap.ID), err)
 	}
 	took := time.Since(start)
 	served, failures := s.repo.Served()
