@@ -119,6 +119,11 @@ func TestObjectLock(t *testing.T) {
 	}
 	e.ok("check")
 
+	// A lock no region can hold is refused.
+	e3 := newRepoIn(t, t.TempDir()) // local regions only, already initialised
+	r = e3.expect(exitUsage, "init", "--recovery-recipient-file", e3.recovery, "--host-key", filepath.Join(e3.dir, "other.key"), "--object-lock", "governance:1d")
+	requireContains(t, "init --object-lock with local regions only", r.stderr, "no region of")
+
 	// An existing bucket made without Object Lock cannot get it later.
 	if err := c.MakeBucket(ctx, "plain1", minio.MakeBucketOptions{}); err != nil {
 		t.Fatal(err)
