@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -40,6 +41,11 @@ type Options struct {
 	// HeadSeq and HeadID are the host's chain head the new manifest follows.
 	HeadSeq uint64
 	HeadID  string
+	// HeadHeld is how much of the host's chain each region held when the
+	// host last committed (its high-water mark; nil when unknown): the new
+	// manifest's PrevIn keeps it for regions that do not answer now, so
+	// that one of them coming back without what it held is caught.
+	HeadHeld map[string]uint64
 }
 
 // Progress counts work done so far; read its fields atomically with Load.
@@ -200,10 +206,11 @@ func Run(ctx context.Context, r *repo.Repository, opts Options, progress *Progre
 	}
 
 	m := &repo.Manifest{
-		Time: opts.Time.UTC(),
-		Tags: opts.Tags,
-		Set:  opts.Set,
-		Tree: *root.node.Subtree,
+		Time:   opts.Time.UTC(),
+		Tags:   opts.Tags,
+		Set:    opts.Set,
+		Tree:   *root.node.Subtree,
+		PrevIn: maps.Clone(opts.HeadHeld),
 		Stats: repo.Stats{
 			Files: b.stats.files.Load(),
 			Dirs:  b.stats.dirs.Load(),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -97,7 +98,8 @@ func Stream(ctx context.Context, r *repo.Repository, name string, src io.Reader,
 	progress.Files.Add(1)
 	m := &repo.Manifest{
 		Time: opts.Time.UTC(), Tags: opts.Tags, Set: opts.Set, Tree: root,
-		Stats: repo.Stats{Files: 1, Bytes: size},
+		Stats:  repo.Stats{Files: 1, Bytes: size},
+		PrevIn: maps.Clone(opts.HeadHeld),
 	}
 	snap, err := w.Commit(ctx, m, &repo.ManifestBody{Stream: name}, opts.HeadSeq, opts.HeadID)
 	if err != nil {

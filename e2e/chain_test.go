@@ -109,6 +109,22 @@ func unplug(t *testing.T, e *repoEnv, i int) (plug func()) {
 	}
 }
 
+// secondWhileTwoUnplugged backs up src/f.txt into regions one and two,
+// then again with region two unplugged (exit 3), and plugs it back in. It
+// returns the repository, src and the second backup's summary.
+func secondWhileTwoUnplugged(t *testing.T) (*repoEnv, string, map[string]any) {
+	t.Helper()
+	e := newRepo(t)
+	src := filepath.Join(e.dir, "src")
+	writeFile(t, filepath.Join(src, "f.txt"), []byte("one\n"), 0o644)
+	e.backupJSON(exitOK, src)
+	plugTwo := unplug(t, e, 1)
+	writeFile(t, filepath.Join(src, "f.txt"), []byte("two\n"), 0o644)
+	second, _ := e.backupJSON(exitWarnings, src)
+	plugTwo()
+	return e, src, second
+}
+
 // TestNewestSnapshotAway: the host's newest snapshot was committed while
 // region two was unplugged; now two is back and one is unplugged. What
 // answers lags, it was not rolled back: reads list what two holds and warn
@@ -119,14 +135,7 @@ func unplug(t *testing.T, e *repoEnv, i int) (plug func()) {
 // less of the chain than it held is still a rollback.
 func TestNewestSnapshotAway(t *testing.T) {
 	t.Parallel()
-	e := newRepo(t)
-	src := filepath.Join(e.dir, "src")
-	writeFile(t, filepath.Join(src, "f.txt"), []byte("one\n"), 0o644)
-	e.backupJSON(exitOK, src)
-	plugTwo := unplug(t, e, 1)
-	writeFile(t, filepath.Join(src, "f.txt"), []byte("two\n"), 0o644)
-	second, _ := e.backupJSON(exitWarnings, src)
-	plugTwo()
+	e, src, second := secondWhileTwoUnplugged(t)
 	plugOne := unplug(t, e, 0)
 
 	away := second["snapshot"].(string)[:12]
@@ -170,4 +179,50 @@ func TestNewestSnapshotAway(t *testing.T) {
 	unplug(t, e, 0)
 	r = e.expect(exitIntegrity, "snapshots")
 	requireContains(t, "snapshots after region two lost #3", r.stderr, "rolled back")
+}
+
+// TestAwaySnapshotDeletedLater: as in TestNewestSnapshotAway, snapshot #2
+// and its audit record are only in region one, and #3 is committed while
+// one is unplugged. A storage operator then deletes #2 and that record
+// from one before it is plugged back: the host's mark said one held them,
+// and #3 and the next records carry that, so the hole is a deletion
+// (exit 4), not lag.
+func TestAwaySnapshotDeletedLater(t *testing.T) {
+	t.Parallel()
+	e, src, second := secondWhileTwoUnplugged(t)
+	audits := func(i int) map[string]bool {
+		ents, _ := os.ReadDir(filepath.Join(e.regions[i], "audit"))
+		out := map[string]bool{}
+		for _, d := range ents {
+			out[d.Name()] = true
+		}
+		return out
+	}
+	var onlyInOne []string // the records region two missed
+	for name := range audits(0) {
+		if !audits(1)[name] {
+			onlyInOne = append(onlyInOne, name)
+		}
+	}
+	if len(onlyInOne) == 0 {
+		t.Fatal("no audit record is in region one only")
+	}
+	plugOne := unplug(t, e, 0)
+	writeFile(t, filepath.Join(src, "f.txt"), []byte("three\n"), 0o644)
+	e.backupJSON(exitWarnings, src)
+
+	away := e.regions[0] + ".unplugged"
+	if err := os.Remove(filepath.Join(away, "snapshots", second["snapshot"].(string))); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range onlyInOne {
+		if err := os.Remove(filepath.Join(away, "audit", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plugOne()
+	r := e.expect(exitIntegrity, "snapshots")
+	requireContains(t, "snapshots after #2 was deleted from the region that alone held it", r.stderr, "#2")
+	r = e.expect(exitIntegrity, "check")
+	requireContains(t, "check after the audit records only region one held were deleted", r.stderr, "audit")
 }

@@ -119,10 +119,15 @@ func TestObjectLock(t *testing.T) {
 	}
 	e.ok("check")
 
-	// A lock no region can hold is refused.
-	e3 := newRepoIn(t, t.TempDir()) // local regions only, already initialised
-	r = e3.expect(exitUsage, "init", "--recovery-recipient-file", e3.recovery, "--host-key", filepath.Join(e3.dir, "other.key"), "--object-lock", "governance:1d")
+	// A lock no region can hold is refused, before anything is created.
+	e3 := repoEnvIn(t, t.TempDir())
+	writeFile(t, e3.config, []byte("regions:\n  - name: disk\n    url: ./region-disk\n"), 0o644)
+	e3.ok("keygen", "--out", e3.recovery)
+	r = e3.expect(exitUsage, "init", "--recovery-recipient-file", e3.recovery, "--object-lock", "governance:1d")
 	requireContains(t, "init --object-lock with local regions only", r.stderr, "no region of")
+	if _, err := os.Stat(filepath.Join(e3.dir, "region-disk")); err == nil {
+		t.Errorf("the refused init created the region directory")
+	}
 
 	// An existing bucket made without Object Lock cannot get it later.
 	if err := c.MakeBucket(ctx, "plain1", minio.MakeBucketOptions{}); err != nil {

@@ -76,6 +76,7 @@ type AuditEntry struct {
 	Key    crypt.PublicKey // the key that signed it
 	Name   string          // object name
 	Region string          // the region it was read from
+	In     []string        // the regions whose listing held it
 }
 
 // AuditPos is a position in a signer's chain.
@@ -279,20 +280,22 @@ func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord, after Aud
 	}
 	rec.PrevIn = prevIn
 	if after.Seq > head.Seq {
-		// This machine wrote records no region lists: say what each
-		// region held, so that a hole shows where records were lost and
-		// not where they were never written (a region that did not answer
-		// then). A mark that does not say claims every region held them.
+		// This machine wrote records no region lists any more.
 		head = after.AuditPos
-		for reg := range rec.PrevIn {
-			held, ok := after.Held[reg]
-			if after.Held == nil {
-				held, ok = after.Seq, true
-			}
-			if ok {
-				rec.PrevIn[reg] = max(rec.PrevIn[reg], held)
+		if after.Held == nil {
+			// A mark of an earlier version does not say where they were
+			// written: claim every region held them, so the hole shows
+			// wherever it is read.
+			for reg := range rec.PrevIn {
+				rec.PrevIn[reg] = after.Seq
 			}
 		}
+	}
+	// Each region held at least what the mark says, answering now or not,
+	// so that a hole shows where records were lost and not where they were
+	// never written (a region that did not answer then).
+	for reg, held := range after.Held {
+		rec.PrevIn[reg] = max(rec.PrevIn[reg], min(held, head.Seq))
 	}
 	rec.Version, rec.Repository = FormatVersion, r.cfg.ID
 	rec.Seq, rec.Prev = head.Seq+1, head.ID
@@ -434,6 +437,11 @@ func (r *Repository) AuditTrail(ctx context.Context) ([]*AuditEntry, error) {
 	}
 	bySigner := map[string][]chainLink{}
 	for _, e := range entries {
+		for _, reg := range r.regions {
+			if perRegion[reg.Name][e.Name] {
+				e.In = append(e.In, reg.Name)
+			}
+		}
 		for _, reg := range e.Regions {
 			if have, answered := perRegion[reg]; answered && !have[e.Name] {
 				errs = append(errs, &IntegrityError{Region: reg, Object: e.Name, Reason: fmt.Sprintf("audit record #%d of %s is missing, though it was written there (the record names the region): deleted", e.Seq, e.Signer)})

@@ -332,6 +332,11 @@ func TestAuditMarkTellsLagFromLoss(t *testing.T) {
 		if err != nil || next.Seq != 3 {
 			t.Fatalf("lost %v: appended at #%d, %v; want #3", lost, next.Seq, err)
 		}
+		// r1 did not answer, but the mark says it held #2: the record
+		// and the next mark keep that, so r1 losing #2 later shows.
+		if next.Held["r1"] != 2 {
+			t.Errorf("lost %v: the next mark holds %v, want r1 still at #2", lost, next.Held)
+		}
 		_, err = alone.AuditTrail(ctx)
 		switch {
 		case !lost && err != nil:

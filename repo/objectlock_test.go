@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -113,5 +114,59 @@ func TestObjectLockApplied(t *testing.T) {
 		if _, _, err := Init(ctx, []*Region{{Name: "r5", Backend: mem.New("r5")}}, opts); err == nil {
 			t.Errorf("Init with lock %+v succeeded", bad)
 		}
+	}
+}
+
+// TestApplyObjectLock: keyless writers (replicate sync) take the lock from
+// the regions' configs, which must all name the same one: a region whose
+// copy weakens the lock is an integrity failure and no lock is given.
+func TestApplyObjectLock(t *testing.T) {
+	ctx := context.Background()
+	_, rec, err := crypt.GenerateIdentity(crypt.KindX25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, two := &lockRecorder{Mem: mem.New("r1")}, &lockRecorder{Mem: mem.New("r2")}
+	regions := []*Region{{Name: "r1", Backend: one}, {Name: "r2", Backend: two}}
+	lock := &ObjectLock{Mode: backend.LockCompliance, Days: 30}
+	r, _, err := Init(ctx, regions, InitOptions{Recovery: []string{rec}, Host: "host-a", Chunker: testChunker, PackSize: testPackSize, Now: testTime, ObjectLock: lock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	one.SetLock(backend.Lock{})
+	two.SetLock(backend.Lock{})
+	if err := ApplyObjectLock(ctx, regions); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []*lockRecorder{one, two} {
+		if got := l.got(); got.Mode != backend.LockCompliance || got.Period != 30*24*time.Hour {
+			t.Errorf("agreeing configs: lock %+v given", got)
+		}
+	}
+
+	// Region r2 serves a config whose lock is a day in governance mode.
+	data, _ := two.Raw("config")
+	cfg, f, err := decodeConfig(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ObjectLock = &ObjectLock{Mode: backend.LockGovernance, Days: 1}
+	if f.Config, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := json.Marshal(f)
+	if err := two.Put(ctx, "config", forged); err != nil {
+		t.Fatal(err)
+	}
+	one.SetLock(backend.Lock{})
+	two.SetLock(backend.Lock{})
+	err = ApplyObjectLock(ctx, regions)
+	var ie *IntegrityError
+	if !errors.As(err, &ie) || ie.Region != "r2" {
+		t.Fatalf("a region weakening the lock: %v, want an integrity error naming r2", err)
+	}
+	if got := one.got(); got.Mode != "" {
+		t.Errorf("a lock (%+v) was given though the configs disagree", got)
 	}
 }

@@ -278,22 +278,45 @@ func (r *Repository) applyLock() {
 // ApplyObjectLock gives the repository's object lock to every region of
 // regions that can hold locks, for what writes into them without opening
 // the repository (replicate sync copies objects keylessly). Without keys
-// the config's MAC cannot be checked, so a lock named by any region's copy
-// applies: a lock only makes writes stricter, and a region cannot lift it
-// by serving a config without one.
+// the config's MAC cannot be checked; but the lock is chosen at init and
+// never changes, so every region's copy must name the same one, and copies
+// that disagree are an integrity failure (one region lifting, weakening or
+// lengthening the lock for the objects copied into the others).
 func ApplyObjectLock(ctx context.Context, regions []*Region) error {
 	copies, err := (&Repository{regions: regions}).readConfigs(ctx)
 	if err != nil {
 		return err
 	}
-	sortBySerial(copies)
+	var cfg *Config
+	first := ""
 	for _, c := range copies {
-		if cfg, _, err := decodeConfig(c.data); err == nil && cfg.ObjectLock != nil {
-			(&Repository{regions: regions, cfg: cfg}).applyLock()
-			return nil
+		got, _, err := decodeConfig(c.data)
+		if err != nil {
+			continue // a damaged copy: check and Open report it
+		}
+		if cfg == nil {
+			cfg, first = got, c.region
+			continue
+		}
+		if !sameLock(cfg.ObjectLock, got.ObjectLock) {
+			return &IntegrityError{Region: c.region, Object: "config", Reason: fmt.Sprintf("its Object Lock (%s) differs from region %s's (%s); the lock is set at init and never changes", lockString(got.ObjectLock), first, lockString(cfg.ObjectLock))}
 		}
 	}
+	if cfg != nil && cfg.ObjectLock != nil {
+		(&Repository{regions: regions, cfg: cfg}).applyLock()
+	}
 	return nil
+}
+
+func sameLock(a, b *ObjectLock) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
+}
+
+func lockString(l *ObjectLock) string {
+	if l == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%s, %d days", l.Mode, l.Days)
 }
 
 // Unlocked returns the regions that cannot hold the repository's object

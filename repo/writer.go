@@ -535,7 +535,9 @@ func (w *Writer) NewBlobs() uint64 { return w.newBlobs.Load() }
 // Commit flushes, confirms that every object written is present with its
 // size in every region, then signs m and writes it to every region. m's
 // Repository, Host, Version, Seq and Prev are filled in here: Seq and Prev
-// continue the chain whose head is (headSeq, headID).
+// continue the chain whose head is (headSeq, headID). m.PrevIn, if the
+// caller set it, is what it knows regions held (the host's high-water
+// mark); Commit raises it to what the regions' listings show.
 func (w *Writer) Commit(ctx context.Context, m *Manifest, body *ManifestBody, headSeq uint64, headID string) (*Snapshot, error) {
 	// The content totals go into the sealed body, not the public manifest.
 	content := m.Stats
@@ -565,7 +567,17 @@ func (w *Writer) Commit(ctx context.Context, m *Manifest, body *ManifestBody, he
 	m.Prev = headID
 	m.Stats.AddedBytes = w.AddedBytes()
 	m.Stats.NewBlobs = w.NewBlobs()
+	// What the listings show each region holds, raised to what the caller
+	// knows a region held (m.PrevIn as given: the host's high-water mark),
+	// which keeps regions that do not answer now in the record.
+	known := m.PrevIn
 	m.PrevIn = w.r.prevIn(host.Host, headSeq)
+	for reg, held := range known {
+		if m.PrevIn == nil {
+			m.PrevIn = map[string]uint64{}
+		}
+		m.PrevIn[reg] = max(m.PrevIn[reg], min(held, headSeq))
+	}
 	// The manifest names the regions it is committed to: a region it names
 	// that lacks it later hid or lost it (integrity failure); a region it
 	// does not name merely lags. When a region fails the manifest write,

@@ -120,12 +120,25 @@ func (s *session) auditTrail(ctx context.Context) ([]*repo.AuditEntry, error) {
 			continue
 		}
 		head := repo.AuditHead(entries, hw.Signer)
+		if hw.Held != nil {
+			now := map[string]uint64{} // each region's newest record of the chain
+			for _, e := range entries {
+				if e.Signer == hw.Signer {
+					for _, reg := range e.In {
+						now[reg] = max(now[reg], e.Seq)
+					}
+				}
+			}
+			if reg, held := lostHeld(hw.Held, now, answering(s.repo)); reg != "" {
+				errs = append(errs, &repo.IntegrityError{Region: reg, Object: "audit trail", Reason: fmt.Sprintf("%s: the region's newest record is #%d, but it held #%d when this machine wrote #%d (%s): records were deleted or the region was rolled back", hw.Signer, now[reg], held, hw.Seq, repo.ShortID(hw.ID))})
+				continue
+			}
+		}
 		switch {
-		case head.Seq < hw.Seq && awayIn(s.repo, hw.Held, hw.Seq) != nil:
-			// The regions that hold the newest record did not answer;
-			// those that did were checked against what they held (the
-			// record after the hole says it).
-			s.out.warn("audit trail", fmt.Errorf("%s: the newest record this machine wrote, #%d (%s), is in region(s) %s, which did not answer", hw.Signer, hw.Seq, repo.ShortID(hw.ID), strings.Join(awayIn(s.repo, hw.Held, hw.Seq), ", ")))
+		case head.Seq < hw.Seq && hw.Held != nil:
+			// Every region that answered holds what it held; those that
+			// hold the newest record did not answer.
+			s.out.warn("audit trail", fmt.Errorf("%s: the newest record this machine wrote, #%d (%s), is in region(s) %s, which did not answer", hw.Signer, hw.Seq, repo.ShortID(hw.ID), strings.Join(holding(hw.Held, hw.Seq), ", ")))
 		case head.Seq < hw.Seq:
 			errs = append(errs, &repo.IntegrityError{Object: "audit trail", Reason: fmt.Sprintf("%s: the newest record is #%d, but this machine wrote #%d (%s): records were deleted or the trail was rolled back", hw.Signer, head.Seq, hw.Seq, repo.ShortID(hw.ID))})
 		case head.Seq == hw.Seq && head.ID != hw.ID:

@@ -170,6 +170,7 @@ func runBackup(ctx context.Context, g *globals, paths []string, f backupFlags, o
 		Quorum:   s.cfg.quorum(),
 		HeadSeq:  head,
 		HeadID:   headID,
+		HeadHeld: b.held,
 	}, progress)
 	stop(err)
 	var pe *fs.PathError
@@ -190,6 +191,7 @@ type backupRun struct {
 	dir    string
 	head   uint64
 	headID string
+	held   map[string]uint64 // the high-water mark's, for the new manifest's PrevIn
 	unlock func()
 }
 
@@ -221,6 +223,7 @@ func beginBackup(ctx context.Context, g *globals, cfg *fileConfig, out *backupOu
 			var away []string
 			if hw, err = readHighWater(b.dir); err == nil {
 				b.head, b.headID, away, err = chainHead(snaps, host, hw, chain.repo.Listed())
+				b.held = hw.Held
 			}
 			if err == nil && away != nil {
 				g.out.warn("host "+host, awayWarning(hw, away, "the new snapshot follows it"))
@@ -312,7 +315,7 @@ func runBackupStdin(ctx context.Context, g *globals, cfg *fileConfig, args []str
 		src = in
 		stop = g.out.meter("backup", streamGauges(r, f.stdinName, in.n.Load)...)
 	}
-	res, err := backup.Stream(ctx, r, f.stdinName, src, backup.Options{Tags: f.tags, Set: f.set, Quorum: s.cfg.quorum(), HeadSeq: head, HeadID: headID}, progress)
+	res, err := backup.Stream(ctx, r, f.stdinName, src, backup.Options{Tags: f.tags, Set: f.set, Quorum: s.cfg.quorum(), HeadSeq: head, HeadID: headID, HeadHeld: b.held}, progress)
 	stop(err)
 	if cmdSrc != nil {
 		cmdSrc.abort()

@@ -287,10 +287,16 @@ func (c *fileConfig) quorum() int {
 	return repo.DefaultQuorum(len(c.Regions))
 }
 
+// isS3 reports whether the region is an S3 bucket (else a local directory,
+// or a URL openBackend refuses).
+func (rc regionConfig) isS3() bool {
+	return strings.HasPrefix(rc.URL, "s3://") || strings.HasPrefix(rc.URL, "s3+http://") || strings.HasPrefix(rc.URL, "s3+https://")
+}
+
 func (c *fileConfig) openBackend(ctx context.Context, rc regionConfig, create creating) (backend.Backend, error) {
 	u := rc.URL
 	switch {
-	case strings.HasPrefix(u, "s3://"), strings.HasPrefix(u, "s3+http://"), strings.HasPrefix(u, "s3+https://"):
+	case rc.isS3():
 		return c.openS3(ctx, rc, create)
 	case strings.HasPrefix(u, "file://"):
 		u = strings.TrimPrefix(u, "file://")

@@ -92,12 +92,12 @@ func runInit(ctx context.Context, g *globals, recipients, files []string, host, 
 	if _, err := os.Stat(hk); err == nil {
 		return withHint(usagef("host credential %s already exists", hk), "a host credential belongs to one repository; pass another --host-key path")
 	}
+	if lock != nil && !slices.ContainsFunc(cfg.Regions, regionConfig.isS3) {
+		return withHint(usagef("--object-lock: no region of %s can hold locks (local directories cannot)", cfg.path), "add an S3 region to the config, or leave out --object-lock")
+	}
 	regions, err := cfg.openRegions(ctx, create)
 	if err != nil {
 		return err
-	}
-	if lock != nil && !slices.ContainsFunc(regions, func(r *repo.Region) bool { _, ok := r.Backend.(backend.Locker); return ok }) {
-		return withHint(usagef("--object-lock: no region of %s can hold locks (local directories cannot)", cfg.path), "add an S3 region to the config, or leave out --object-lock")
 	}
 	r, cred, err := repo.Init(ctx, regions, repo.InitOptions{Recovery: recipients, Host: host, Chunker: params, ObjectLock: lock, Now: time.Now()})
 	if err != nil {

@@ -75,13 +75,13 @@ func writeHighWater(dir string, hw highWater) error {
 // chainHead returns where this host's chain continues, refusing a
 // repository whose newest manifest of this host is older than the one this
 // host remembers committing. listed names the regions whose listings were
-// read: when none of those holding the newest manifest answered, while each
-// that did still lists what it held then, the repository as read lags
-// rather than went back; the chain continues from the mark, and away names
-// the regions that hold it.
+// read. With the mark's Held, each region that answered must still list as
+// much of the chain as it held; when only the regions holding the newest
+// manifest did not answer, the repository as read lags rather than went
+// back: the chain continues from the mark, and away names those regions.
 func chainHead(snaps []*repo.Snapshot, host string, hw highWater, listed map[string]bool) (seq uint64, id string, away []string, err error) {
 	seq, id = repo.ChainHead(snaps, host)
-	if seq < hw.Seq && hw.Held != nil {
+	if hw.Held != nil {
 		now := map[string]uint64{} // each region's newest manifest of host
 		for _, s := range snaps {
 			if s.Host == host {
@@ -90,16 +90,12 @@ func chainHead(snaps []*repo.Snapshot, host string, hw highWater, listed map[str
 				}
 			}
 		}
-		for _, reg := range slices.Sorted(maps.Keys(hw.Held)) {
-			held := hw.Held[reg]
-			if listed[reg] && now[reg] < held {
-				return 0, "", nil, &repo.IntegrityError{Region: reg, Object: "host " + host, Reason: fmt.Sprintf("the region's newest snapshot of this host is #%d, but it held #%d when this host committed #%d (%s): snapshots were removed or the region was rolled back", now[reg], held, hw.Seq, repo.ShortID(hw.ID))}
-			}
-			if held == hw.Seq {
-				away = append(away, reg)
-			}
+		if reg, held := lostHeld(hw.Held, now, listed); reg != "" {
+			return 0, "", nil, &repo.IntegrityError{Region: reg, Object: "host " + host, Reason: fmt.Sprintf("the region's newest snapshot of this host is #%d, but it held #%d when this host committed #%d (%s): snapshots were removed or the region was rolled back", now[reg], held, hw.Seq, repo.ShortID(hw.ID))}
 		}
-		return hw.Seq, hw.ID, away, nil
+		if seq < hw.Seq {
+			return hw.Seq, hw.ID, holding(hw.Held, hw.Seq), nil
+		}
 	}
 	if seq < hw.Seq {
 		return 0, "", nil, &repo.IntegrityError{Object: "host " + host, Reason: fmt.Sprintf("the repository's newest snapshot of this host is #%d, but this host committed #%d (%s): snapshots were removed or the repository was rolled back", seq, hw.Seq, repo.ShortID(hw.ID))}
@@ -110,28 +106,40 @@ func chainHead(snaps []*repo.Snapshot, host string, hw highWater, listed map[str
 	return seq, id, nil, nil
 }
 
-// awayIn returns the regions that held position seq of a chain, as a
-// high-water mark's held says, when none of them answered r; nil when one
-// did, or when the mark does not say (then it is checked as before).
-func awayIn(r *repo.Repository, held map[string]uint64, seq uint64) []string {
+// lostHeld returns a region that answered (listed) but whose newest
+// position of a chain (now) is below what a high-water mark says it held,
+// and that position; "" when there is none.
+func lostHeld(held, now map[string]uint64, listed map[string]bool) (string, uint64) {
+	for _, reg := range slices.Sorted(maps.Keys(held)) {
+		if listed[reg] && now[reg] < held[reg] {
+			return reg, held[reg]
+		}
+	}
+	return "", 0
+}
+
+// holding returns the regions that a high-water mark says hold position
+// seq, sorted.
+func holding(held map[string]uint64, seq uint64) []string {
+	var out []string
+	for _, reg := range slices.Sorted(maps.Keys(held)) {
+		if held[reg] == seq {
+			out = append(out, reg)
+		}
+	}
+	return out
+}
+
+// answering returns the regions of r not known to be down.
+func answering(r *repo.Repository) map[string]bool {
 	down := r.Down()
-	answering := map[string]bool{}
+	out := map[string]bool{}
 	for _, reg := range r.Regions() {
 		if _, isDown := down[reg.Name]; !isDown {
-			answering[reg.Name] = true
+			out[reg.Name] = true
 		}
 	}
-	var away []string
-	for _, reg := range slices.Sorted(maps.Keys(held)) {
-		if held[reg] != seq {
-			continue
-		}
-		if answering[reg] {
-			return nil
-		}
-		away = append(away, reg)
-	}
-	return away
+	return out
 }
 
 // awayWarning says that this host's newest snapshot is only in regions
