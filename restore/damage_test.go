@@ -113,6 +113,24 @@ func TestRunGoesOnPastDamage(t *testing.T) {
 		return nil
 	})
 
+	// Into a target that already holds a file where the damaged one goes,
+	// that file stays as it was, and the failure says so.
+	again := t.TempDir()
+	old := filepath.Join(again, src, "bad/bad.bin")
+	if err := os.MkdirAll(filepath.Dir(old), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(old, []byte("an older version\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), r, snaps[2], Options{Target: again}, nil)
+	if !errors.As(err, &ie) || !strings.Contains(ie.Failed[0].Err.Error(), "the file already at "+old+" was left as it was") {
+		t.Errorf("restore over an older bad.bin: %v; want its failure to say the old file was left", err)
+	}
+	if b, _ := os.ReadFile(old); string(b) != "an older version\n" {
+		t.Errorf("the older bad.bin now holds %q", b)
+	}
+
 	// Dump stays all-or-nothing.
 	if err := Dump(context.Background(), r, snaps[2], src+"/bad/bad.bin", discard{}); !errors.Is(err, repo.ErrIntegrity) {
 		t.Errorf("Dump of the damaged file: %v, want an integrity failure", err)

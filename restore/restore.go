@@ -63,8 +63,9 @@ type Failure struct {
 // everything it could but some files or directories could not be verified
 // (their chunks or listings damaged or missing in every region, or their
 // content not matching its hash). None of those is left at its final name:
-// a failed file is not there at all, a failed directory holds nothing it
-// did not hold before. It unwraps to every failure's error, so
+// a failed file is not written there (a file the target already held at
+// that path stays as it was, and its error says so), a failed directory
+// holds nothing it did not hold before. It unwraps to every failure's error, so
 // errors.Is(err, repo.ErrIntegrity) holds.
 type IncompleteError struct {
 	Failed []Failure // in the order the snapshot's walk met them
@@ -177,6 +178,11 @@ func Run(ctx context.Context, r *repo.Repository, snap *repo.Snapshot, opts Opti
 				switch {
 				case err == nil:
 				case dataFailure(ctx, err):
+					if _, statErr := os.Lstat(job.dst); statErr == nil {
+						// The target held a file there before: it stays
+						// as it was, and must not pass for the snapshot's.
+						err = fmt.Errorf("%w (the file already at %s was left as it was, not replaced)", err, job.dst)
+					}
 					rs.fail(job.seq, job.path, false, err)
 				default:
 					cancel(err)

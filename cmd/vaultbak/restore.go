@@ -162,7 +162,7 @@ func runRestore(ctx context.Context, g *globals, ref string, f restoreFlags) err
 		}
 	}
 	if incomplete != nil {
-		return withHint(fmt.Errorf("restore of snapshot %s: restored %d files; %d could not be verified and are not in %s: %s: %w",
+		return withHint(fmt.Errorf("restore of snapshot %s: restored %d files; %d could not be verified and were not restored into %s: %s: %w",
 			repo.ShortID(snap.ID), res.Files, len(incomplete.Failed), f.target, failedPaths(incomplete.Failed), repo.ErrIntegrity),
 			"what was restored is verified; run 'vaultbak check --read-data' to see all damage and 'vaultbak replicate status' for the state of each region")
 	}
