@@ -96,6 +96,15 @@ func TestCheckReadDataSample(t *testing.T) {
 	if r.code != exitUsage || !strings.Contains(r.stderr, "--read-data=50") {
 		t.Errorf("check --read-data 50: want exit %d saying --read-data=50\n%s", exitUsage, r)
 	}
+	// A share is picked at random each run, with the seed printed; --seed
+	// picks it again.
+	r = e.ok(e.withID("check", "--read-data=10%")...)
+	requireContains(t, "check of a share", r.stdout, "(sample seed ")
+	r = e.ok(e.withID("--json", "check", "--read-data=10%", "--seed", "nightly-7")...)
+	if c := requireSummary(t, jsonLines(t, r.stdout), r); c["seed"] != "nightly-7" {
+		t.Errorf("check --seed nightly-7: summary seed %v", c["seed"])
+	}
+	e.expect(exitUsage, e.withID("check", "--read-data", "--seed", "x")...)
 }
 
 // TestJSONWarningsEndWithSummary: a backup that completes with warnings

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -14,9 +16,9 @@ import (
 )
 
 func newCheckCmd(g *globals) *cobra.Command {
-	var readData string
+	var readData, seed string
 	cmd := &cobra.Command{
-		Use:   "check [--read-data[=PERCENT]]",
+		Use:   "check [--read-data[=PERCENT]] [--seed S]",
 		Short: "Verify the repository in every region",
 		Long: `Verify the repository in every region. Without any key: the SHA-256 of
 every pack and index file and the signature of every manifest. With the
@@ -25,8 +27,10 @@ every region. With --read-data and the recovery identity: also decrypt the
 packs (all, or with --read-data=PERCENT that share of them, rounded up: at
 least one) and verify every chunk against its keyed ID, and walk every
 snapshot's trees. PERCENT is written after "=", with or without "%"
-(--read-data=10%, --read-data=10); the same percentage picks the same
-packs every run. The audit trail is verified as by 'audit verify'.
+(--read-data=10%, --read-data=10). Each run picks its share at random, so
+that scheduled checks of a share cover every pack over time; the seed is
+printed, and --seed S picks the same packs again. The audit trail is
+verified as by 'audit verify'.
 
 Damage exits 4 naming the object and region; a region that merely lacks
 objects another holds exits 3. Temporary files in a local region (left by
@@ -42,15 +46,16 @@ removes those unchanged for a day.`,
 			return cobra.NoArgs(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCheck(cmd.Context(), g, cmd.Flags().Changed("read-data"), readData)
+			return runCheck(cmd.Context(), g, cmd.Flags().Changed("read-data"), readData, seed)
 		},
 	}
 	cmd.Flags().StringVar(&readData, "read-data", "100", "decrypt and verify data: all packs, or (=PERCENT) that share of them, at least one")
+	cmd.Flags().StringVar(&seed, "seed", "", "choose the packs --read-data=PERCENT reads with this seed (default: random, printed)")
 	cmd.Flags().Lookup("read-data").NoOptDefVal = "100"
 	return cmd
 }
 
-func runCheck(ctx context.Context, g *globals, readData bool, pct string) error {
+func runCheck(ctx context.Context, g *globals, readData bool, pct, seed string) error {
 	percent := 100.0
 	if readData {
 		v, err := parsePercent(pct)
@@ -58,6 +63,15 @@ func runCheck(ctx context.Context, g *globals, readData bool, pct string) error 
 			return usagef("--read-data=%s: %v", pct, err)
 		}
 		percent = v
+	}
+	sampled := readData && percent < 100
+	if seed != "" && !sampled {
+		return usagef("--seed chooses the packs of --read-data=PERCENT below 100%%: give one, or leave out --seed")
+	}
+	if sampled && seed == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		seed = hex.EncodeToString(b[:])
 	}
 	need := needNone
 	if readData {
@@ -69,7 +83,7 @@ func runCheck(ctx context.Context, g *globals, readData bool, pct string) error 
 	}
 	defer s.Close()
 	stop := g.out.progress(func() string { return "check: verifying…" })
-	res, err := s.repo.Check(ctx, repo.CheckOptions{ReadData: readData, Percent: percent})
+	res, err := s.repo.Check(ctx, repo.CheckOptions{ReadData: readData, Percent: percent, Seed: seed})
 	stop()
 	if err != nil {
 		return err
@@ -109,11 +123,14 @@ func runCheck(ctx context.Context, g *globals, readData bool, pct string) error 
 	}
 	if g.json {
 		g.out.emit(map[string]any{"type": "summary", "packs": res.Packs, "bytes": res.Bytes, "blobs": res.Blobs, "snapshots": res.Snapshots, "problems": len(res.Problems), "warnings": len(res.Warnings), "read_data_percent": map[bool]float64{true: percent, false: 0}[readData],
-			"packs_read": res.PacksRead, "packs_indexed": res.PacksIndexed})
+			"packs_read": res.PacksRead, "packs_indexed": res.PacksIndexed, "seed": seed})
 	} else {
 		data := fmt.Sprintf("%d chunks decrypted and verified", res.Blobs)
 		if readData {
 			data = fmt.Sprintf("%d chunks in %d of %d packs decrypted and verified", res.Blobs, res.PacksRead, res.PacksIndexed)
+		}
+		if sampled {
+			data += fmt.Sprintf(" (sample seed %s)", seed)
 		}
 		g.out.textf("checked %d region(s): %d pack copies (%s read), %d manifest copies, %s; %d problem(s)\n", len(s.repo.Regions()), res.Packs, humanBytes(uint64(res.Bytes)), res.Snapshots, data, len(res.Problems))
 		if l := s.repo.Config().ObjectLock; l != nil {
