@@ -352,6 +352,16 @@ type SyncResult struct {
 // region's total to write is its MissingBytes plus its DamagedBytes.
 func Sync(ctx context.Context, regions []*repo.Region, st *Status, progress func(region string, bytes int64)) (*SyncResult, error) {
 	res := &SyncResult{Problems: slices.Clone(st.Problems)}
+	// Each region's config, for the manifests and audit records copied
+	// into it: one signed by a key the region's config does not enrol is
+	// not spread (a region may hold a forged one, and in a locked bucket a
+	// copy could not be taken back).
+	configs := make([][]byte, len(regions))
+	for i, reg := range regions {
+		if st.Regions[i].Err == nil {
+			configs[i], _ = backend.ReadAll(ctx, reg.Backend, "config", repo.MaxObjectSize)
+		}
+	}
 	var copied, replaced atomic.Int64
 	var bytes atomic.Int64
 	var mu sync.Mutex
@@ -368,7 +378,7 @@ func Sync(ctx context.Context, regions []*repo.Region, st *Status, progress func
 					continue
 				}
 				g.Go(func() error {
-					n, err := copyObject(gctx, regions, st, name, reg)
+					n, err := copyObject(gctx, regions, st, name, reg, enrolling(configs, i))
 					if err != nil {
 						var ie *repo.IntegrityError
 						if errors.As(err, &ie) {
@@ -402,10 +412,28 @@ func Sync(ctx context.Context, regions []*repo.Region, st *Status, progress func
 	return res, nil
 }
 
+// enrolling returns the configs a manifest or audit record copied into
+// region i must be accepted by: that region's own, or, for a region that
+// has none yet (its config is copied last), every region's.
+func enrolling(configs [][]byte, i int) [][]byte {
+	if configs[i] != nil {
+		return configs[i : i+1]
+	}
+	var out [][]byte
+	for _, c := range configs {
+		if c != nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // copyObject writes name into target from the first other region whose
 // copy verifies, through the target backend's Put (temp file and rename in
 // a local directory, one PUT on S3), replacing target's copy if it has one.
-func copyObject(ctx context.Context, regions []*repo.Region, st *Status, name string, target *repo.Region) (int64, error) {
+// A manifest or audit record must also be accepted by every config of
+// accept (see enrolling).
+func copyObject(ctx context.Context, regions []*repo.Region, st *Status, name string, target *repo.Region, accept [][]byte) (int64, error) {
 	var reasons []string
 	for i, src := range regions {
 		if src == target {
@@ -425,6 +453,11 @@ func copyObject(ctx context.Context, regions []*repo.Region, st *Status, name st
 		if err := repo.VerifyObject(name, data); err != nil {
 			reasons = append(reasons, fmt.Sprintf("region %s: %v", src.Name, err))
 			continue
+		}
+		for _, cfg := range accept {
+			if err := repo.VerifyEnrolled(cfg, name, data); err != nil {
+				return 0, &repo.IntegrityError{Region: target.Name, Object: name, Reason: fmt.Sprintf("not copied from region %s: %v (by the repository's config in region %s, or in every region when it has none)", src.Name, err, target.Name)}
+			}
 		}
 		if err := target.Backend.Put(ctx, name, data); err != nil {
 			return 0, &repo.RegionError{Region: target.Name, Err: fmt.Errorf("write %s: %w", name, err)}

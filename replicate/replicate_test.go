@@ -350,3 +350,29 @@ func TestMissingPackCopied(t *testing.T) {
 		t.Fatalf("after Sync: not in sync: %+v", st.Regions)
 	}
 }
+
+// TestForeignManifestNotSpread: a region holding a manifest the others'
+// configs do not accept (here one of another repository; a region's own
+// forgery would be one signed by an unenrolled key) does not get it copied
+// into them: it is a problem naming the object, and nothing is written.
+func TestForeignManifestNotSpread(t *testing.T) {
+	tr := newTestRegions(t, 2)
+	other := newTestRegions(t, 1)
+	name := other.object(t, "snapshots/")
+	if err := tr.mems[0].Put(context.Background(), name, other.raw(t, 0, name)); err != nil {
+		t.Fatal(err)
+	}
+	st := inspect(t, tr, false)
+	if len(st.Regions[1].Missing) != 1 {
+		t.Fatalf("usb missing %v, want the planted manifest", st.Regions[1].Missing)
+	}
+	tr.forbidWrites(0)
+	tr.forbidWrites(1)
+	res, err := Sync(context.Background(), tr.regions, st, nil)
+	if err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if res.Copied != 0 || len(res.Problems) != 1 || !strings.Contains(res.Problems[0].Error(), name) || !strings.Contains(res.Problems[0].Error(), "belongs to repository") {
+		t.Fatalf("Sync: copied %d, problems %v; want the manifest refused", res.Copied, res.Problems)
+	}
+}

@@ -44,6 +44,36 @@ func VerifyObject(name string, data []byte) error {
 	return fmt.Errorf("unexpected object name %s", name)
 }
 
+// VerifyEnrolled checks, without any key, that the manifest or audit
+// record data stored as name is one the repository whose config is config
+// accepts: of this repository, signed by the key enrolled for its host (or
+// an operator key), not after a revocation; what reads check of every
+// manifest and record. Other objects pass. The config's own MAC needs the
+// secrets; the caller chooses which copy to trust (replication: the one
+// already in the region it writes to).
+func VerifyEnrolled(config []byte, name string, data []byte) error {
+	if !strings.HasPrefix(name, "snapshots/") && !strings.HasPrefix(name, auditPrefix) {
+		return nil
+	}
+	cfg, _, err := decodeConfig(config)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	r := &Repository{cfg: cfg}
+	if strings.HasPrefix(name, auditPrefix) {
+		e, err := decodeAudit(name, data)
+		if err == nil {
+			err = r.verifyAuditSigner(e)
+		}
+		return err
+	}
+	s, err := decodeManifest(strings.TrimPrefix(name, "snapshots/"), data)
+	if err == nil {
+		err = r.verifySigner(s)
+	}
+	return err
+}
+
 // VerifyStored checks, without any key, the copy of the object called name
 // that reg holds, as Check does: packs, index and key files are hashed as
 // they stream (so memory does not grow with their size); manifests, audit

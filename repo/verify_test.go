@@ -55,3 +55,36 @@ func TestVerifyStored(t *testing.T) {
 		t.Errorf("missing manifest: %v, want a region error wrapping ErrNotFound", err)
 	}
 }
+
+// TestVerifyEnrolled: a manifest or audit record passes against a config
+// that enrols its signer's key for its host, and not when signed by
+// another key (one a region could forge), as host or as operator.
+func TestVerifyEnrolled(t *testing.T) {
+	e := newEnv(t, 1, crypt.KindX25519)
+	config, _ := e.mems[0].Raw("config")
+	cfg := e.repo.Config()
+	forger := crypt.GenerateSigningKey()
+	for _, key := range []struct {
+		what string
+		key  crypt.SigningKey
+		ok   bool
+	}{{"the enrolled host key", e.host.Signing, true}, {"another key", forger, false}} {
+		id, data, err := signManifest(&Manifest{Version: FormatVersion, Repository: cfg.ID, Host: "host-a", Seq: 1, Regions: []string{"r1"}}, key.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := VerifyEnrolled(config, snapshotName(id), data); (err == nil) != key.ok {
+			t.Errorf("manifest signed by %s: %v", key.what, err)
+		}
+		name, rec, err := signAudit(&AuditRecord{Version: FormatVersion, Repository: cfg.ID, Signer: HostSigner("host-a"), Seq: 1, Op: "backup", Result: "ok", Regions: []string{"r1"}}, key.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := VerifyEnrolled(config, name, rec); (err == nil) != key.ok {
+			t.Errorf("audit record signed by %s: %v", key.what, err)
+		}
+	}
+	if err := VerifyEnrolled(config, "data/ab/ab12", []byte("anything")); err != nil {
+		t.Errorf("a pack: %v; only manifests and records are checked", err)
+	}
+}
