@@ -23,9 +23,10 @@ func (s *sweeper) Sweep(context.Context) (backend.Strays, error) {
 	return backend.Strays{StaleAfter: s.strays.StaleAfter}, nil
 }
 
-// A writer sweeps every region it writes to before it stages anything;
-// Check counts each region's temporary files apart from its problems and
-// warnings (a fresh one may be a running backup's pack).
+// A writer sweeps every region it writes to while it writes, done by the
+// time Commit returns; Check counts each region's temporary files apart
+// from its problems and warnings (a fresh one may be a running backup's
+// pack).
 func TestSweepAndStrays(t *testing.T) {
 	e := newEnv(t, 2, "x25519")
 	sw := &sweeper{Backend: e.regions[0].Backend, strays: backend.Strays{Files: 2, Bytes: 300, Stale: 1, StaleBytes: 100, StaleAfter: 24 * time.Hour}}
@@ -33,10 +34,10 @@ func TestSweepAndStrays(t *testing.T) {
 
 	r := e.open(e.keysHost())
 	w := newWriter(t, r)
-	if n := sw.swept.Load(); n != 1 {
-		t.Errorf("NewWriter swept the region %d times, want 1", n)
-	}
 	commitTree(t, r, w, "f", saveAll(t, w, [][]byte{randomBlob(1, 5000)}), testTime)
+	if n := sw.swept.Load(); n != 1 {
+		t.Errorf("the writer swept the region %d times, want 1", n)
+	}
 
 	res, err := e.open(Keys{}).Check(context.Background(), CheckOptions{})
 	if err != nil {

@@ -68,6 +68,7 @@ type Writer struct {
 	addedBytes atomic.Uint64
 	newBlobs   atomic.Uint64
 	indexRecip []age.Recipient
+	sweeps     sync.WaitGroup // the regions' sweeps (see NewWriter)
 }
 
 type writtenObject struct {
@@ -140,12 +141,15 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 		}
 	}
 	// What writers killed earlier left in the regions (a local
-	// directory's temporary files) goes now, before this writer stages
-	// anything; a region that cannot be swept is no reason to fail, and
-	// its writes report what is wrong with it.
+	// directory's temporary files) goes while this one writes: a sweep
+	// reads every directory of the region (~0.1 s for 100,000 packs with
+	// a warm cache, far more on a slow disk), which a backup need not wait
+	// for, and it removes only files a day old, never this writer's. A
+	// region that cannot be swept is no reason to fail; its writes report
+	// what is wrong with it. Commit and Abort wait for the sweeps.
 	for _, reg := range w.regions.live() {
 		if sw, ok := reg.Backend.(backend.Sweeper); ok {
-			sw.Sweep(ctx)
+			w.sweeps.Go(func() { sw.Sweep(w.ctx) })
 		}
 	}
 	w.curReady = sync.NewCond(&w.mu)
@@ -518,6 +522,7 @@ func (w *Writer) flush(ctx context.Context, last *sealingPack) error {
 // Abort stops the writer; what it uploaded stays for a later run to reuse.
 func (w *Writer) Abort() {
 	w.cancel(errors.New("repo: writer aborted"))
+	w.sweeps.Wait()
 	w.g.Wait()
 	w.mu.Lock()
 	if w.cur != nil && !w.flushed {
@@ -539,6 +544,7 @@ func (w *Writer) NewBlobs() uint64 { return w.newBlobs.Load() }
 // caller set it, is what it knows regions held (the host's high-water
 // mark); Commit raises it to what the regions' listings show.
 func (w *Writer) Commit(ctx context.Context, m *Manifest, body *ManifestBody, headSeq uint64, headID string) (*Snapshot, error) {
+	defer w.sweeps.Wait()
 	// The content totals go into the sealed body, not the public manifest.
 	content := m.Stats
 	sealed := *body
