@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -294,9 +293,7 @@ func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord, after Aud
 	// Each region held at least what the mark says, answering now or not,
 	// so that a hole shows where records were lost and not where they were
 	// never written (a region that did not answer then).
-	for reg, held := range after.Held {
-		rec.PrevIn[reg] = max(rec.PrevIn[reg], min(held, head.Seq))
-	}
+	rec.PrevIn = raiseHeld(rec.PrevIn, after.Held, head.Seq)
 	rec.Version, rec.Repository = FormatVersion, r.cfg.ID
 	rec.Seq, rec.Prev = head.Seq+1, head.ID
 	rec.Time = rec.Time.UTC()
@@ -327,11 +324,7 @@ func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord, after Aud
 		}
 		if len(errs) == 0 {
 			_, seq, id, _ := parseAuditName(name)
-			held := maps.Clone(rec.PrevIn)
-			for _, reg := range rec.Regions {
-				held[reg] = seq
-			}
-			return AuditMark{AuditPos{Seq: seq, ID: id}, held}, nil
+			return AuditMark{AuditPos{Seq: seq, ID: id}, Held(rec.PrevIn, rec.Regions, seq)}, nil
 		}
 		// Take the record back from the regions that took it and sign it
 		// again naming only them, so no region is named that lacks it.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	"vaultbak/crypt"
@@ -96,6 +97,35 @@ type Snapshot struct {
 }
 
 func snapshotName(id string) string { return "snapshots/" + id }
+
+// Held returns how much of a chain (of a host's manifests or a signer's
+// audit records) each region holds once the element at seq, whose PrevIn
+// is prevIn, is written to regions: what a machine keeps as its
+// high-water mark, to tell a region that lost elements from one that
+// never had them.
+func Held(prevIn map[string]uint64, regions []string, seq uint64) map[string]uint64 {
+	held := maps.Clone(prevIn)
+	if held == nil {
+		held = map[string]uint64{}
+	}
+	for _, reg := range regions {
+		held[reg] = seq
+	}
+	return held
+}
+
+// raiseHeld returns prevIn raised to what a high-water mark says each
+// region held (capped at head, the element the new one follows): regions
+// that do not answer now keep their place in the new element's PrevIn.
+func raiseHeld(prevIn, held map[string]uint64, head uint64) map[string]uint64 {
+	for reg, h := range held {
+		if prevIn == nil {
+			prevIn = map[string]uint64{}
+		}
+		prevIn[reg] = max(prevIn[reg], min(h, head))
+	}
+	return prevIn
+}
 
 func signManifest(m *Manifest, key crypt.SigningKey) (id string, data []byte, err error) {
 	raw, err := json.Marshal(m)

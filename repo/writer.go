@@ -576,14 +576,7 @@ func (w *Writer) Commit(ctx context.Context, m *Manifest, body *ManifestBody, he
 	// What the listings show each region holds, raised to what the caller
 	// knows a region held (m.PrevIn as given: the host's high-water mark),
 	// which keeps regions that do not answer now in the record.
-	known := m.PrevIn
-	m.PrevIn = w.r.prevIn(host.Host, headSeq)
-	for reg, held := range known {
-		if m.PrevIn == nil {
-			m.PrevIn = map[string]uint64{}
-		}
-		m.PrevIn[reg] = max(m.PrevIn[reg], min(held, headSeq))
-	}
+	m.PrevIn = raiseHeld(w.r.prevIn(host.Host, headSeq), m.PrevIn, headSeq)
 	// The manifest names the regions it is committed to: a region it names
 	// that lacks it later hid or lost it (integrity failure); a region it
 	// does not name merely lags. When a region fails the manifest write,

@@ -35,14 +35,7 @@ type highWater struct {
 
 // markOf is the high-water mark of a snapshot this host just committed.
 func markOf(snap *repo.Snapshot) highWater {
-	held := maps.Clone(snap.PrevIn)
-	if held == nil {
-		held = map[string]uint64{}
-	}
-	for _, reg := range snap.Regions {
-		held[reg] = snap.Seq
-	}
-	return highWater{Seq: snap.Seq, ID: snap.ID, Held: held}
+	return highWater{Seq: snap.Seq, ID: snap.ID, Held: repo.Held(snap.PrevIn, snap.Regions, snap.Seq)}
 }
 
 // readStateFile reads the JSON state file at path into v. It reports
