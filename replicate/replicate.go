@@ -352,15 +352,17 @@ type SyncResult struct {
 // region's total to write is its MissingBytes plus its DamagedBytes.
 func Sync(ctx context.Context, regions []*repo.Region, st *Status, progress func(region string, bytes int64)) (*SyncResult, error) {
 	res := &SyncResult{Problems: slices.Clone(st.Problems)}
-	// Each region's config, for the manifests and audit records copied
-	// into it: one signed by a key the region's config does not enrol is
-	// not spread (a region may hold a forged one, and in a locked bucket a
-	// copy could not be taken back).
-	configs := make([][]byte, len(regions))
-	for i, reg := range regions {
-		if st.Regions[i].Err == nil {
-			configs[i], _ = backend.ReadAll(ctx, reg.Backend, "config", repo.MaxObjectSize)
-		}
+	// The regions' configs say how what is copied is locked (as a
+	// backup's writes are) and which keys may sign the manifests and
+	// audit records copied into each region: one signed by a key the
+	// region's config does not enrol is not spread (a region may hold a
+	// forged one, and in a locked bucket a copy could not be taken back).
+	configs, err := repo.ReadStoredConfigs(ctx, regions)
+	if err != nil {
+		return nil, err
+	}
+	if err := repo.ApplyObjectLock(regions, configs); err != nil {
+		return nil, err
 	}
 	var copied, replaced atomic.Int64
 	var bytes atomic.Int64
@@ -378,7 +380,7 @@ func Sync(ctx context.Context, regions []*repo.Region, st *Status, progress func
 					continue
 				}
 				g.Go(func() error {
-					n, err := copyObject(gctx, regions, st, name, reg, enrolling(configs, i))
+					n, err := copyObject(gctx, regions, st, name, reg, enrolling(configs, reg.Name))
 					if err != nil {
 						var ie *repo.IntegrityError
 						if errors.As(err, &ie) {
@@ -413,19 +415,13 @@ func Sync(ctx context.Context, regions []*repo.Region, st *Status, progress func
 }
 
 // enrolling returns the configs a manifest or audit record copied into
-// region i must be accepted by: that region's own, or, for a region that
-// has none yet (its config is copied last), every region's.
-func enrolling(configs [][]byte, i int) [][]byte {
-	if configs[i] != nil {
-		return configs[i : i+1]
+// region target must be accepted by: that region's own, or, for a region
+// that has none yet (its config is copied last), every region's.
+func enrolling(configs repo.StoredConfigs, target string) [][]byte {
+	if c, ok := configs[target]; ok {
+		return [][]byte{c}
 	}
-	var out [][]byte
-	for _, c := range configs {
-		if c != nil {
-			out = append(out, c)
-		}
-	}
-	return out
+	return slices.Collect(maps.Values(configs))
 }
 
 // copyObject writes name into target from the first other region whose

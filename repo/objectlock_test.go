@@ -118,7 +118,7 @@ func TestObjectLockApplied(t *testing.T) {
 }
 
 // TestApplyObjectLock: keyless writers (replicate sync) take the lock from
-// the regions' configs, which must all name the same one: a region whose
+// the regions' stored configs, which must all name the same one: a region whose
 // copy weakens the lock is an integrity failure and no lock is given.
 func TestApplyObjectLock(t *testing.T) {
 	ctx := context.Background()
@@ -136,7 +136,11 @@ func TestApplyObjectLock(t *testing.T) {
 	r.Close()
 	one.SetLock(backend.Lock{})
 	two.SetLock(backend.Lock{})
-	if err := ApplyObjectLock(ctx, regions); err != nil {
+	configs, err := ReadStoredConfigs(ctx, regions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyObjectLock(regions, configs); err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range []*lockRecorder{one, two} {
@@ -161,7 +165,10 @@ func TestApplyObjectLock(t *testing.T) {
 	}
 	one.SetLock(backend.Lock{})
 	two.SetLock(backend.Lock{})
-	err = ApplyObjectLock(ctx, regions)
+	if configs, err = ReadStoredConfigs(ctx, regions); err != nil {
+		t.Fatal(err)
+	}
+	err = ApplyObjectLock(regions, configs)
 	var ie *IntegrityError
 	if !errors.As(err, &ie) || ie.Region != "r2" {
 		t.Fatalf("a region weakening the lock: %v, want an integrity error naming r2", err)

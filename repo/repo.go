@@ -275,31 +275,44 @@ func (r *Repository) applyLock() {
 	}
 }
 
-// ApplyObjectLock gives the repository's object lock to every region of
-// regions that can hold locks, for what writes into them without opening
-// the repository (replicate sync copies objects keylessly). Without keys
-// the config's MAC cannot be checked; but the lock is chosen at init and
-// never changes, so every region's copy must name the same one, and copies
-// that disagree are an integrity failure (one region lifting, weakening or
-// lengthening the lock for the objects copied into the others).
-func ApplyObjectLock(ctx context.Context, regions []*Region) error {
+// StoredConfigs are the regions' copies of the config (region name to
+// bytes), read without keys: their MAC needs the secrets. They are what
+// writers that do not open the repository (replicate sync) go by.
+type StoredConfigs map[string][]byte
+
+// ReadStoredConfigs reads the config of every region that has one and
+// answers, within the config's size cap; it fails only when none does.
+func ReadStoredConfigs(ctx context.Context, regions []*Region) (StoredConfigs, error) {
 	copies, err := (&Repository{regions: regions}).readConfigs(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	out := StoredConfigs{}
+	for _, c := range copies {
+		out[c.region] = c.data
+	}
+	return out, nil
+}
+
+// ApplyObjectLock gives the repository's object lock, as configs name it,
+// to every region of regions that can hold locks. The lock is chosen at
+// init and never changes, so every copy must name the same one: copies
+// that disagree are an integrity failure (one region lifting, weakening or
+// lengthening the lock of what is written into the others).
+func ApplyObjectLock(regions []*Region, configs StoredConfigs) error {
 	var cfg *Config
 	first := ""
-	for _, c := range copies {
-		got, _, err := decodeConfig(c.data)
+	for _, reg := range regions {
+		got, _, err := decodeConfig(configs[reg.Name])
 		if err != nil {
-			continue // a damaged copy: check and Open report it
+			continue // missing or damaged: check and Open report it
 		}
 		if cfg == nil {
-			cfg, first = got, c.region
+			cfg, first = got, reg.Name
 			continue
 		}
 		if !sameLock(cfg.ObjectLock, got.ObjectLock) {
-			return &IntegrityError{Region: c.region, Object: "config", Reason: fmt.Sprintf("its Object Lock (%s) differs from region %s's (%s); the lock is set at init and never changes", lockString(got.ObjectLock), first, lockString(cfg.ObjectLock))}
+			return &IntegrityError{Region: reg.Name, Object: "config", Reason: fmt.Sprintf("its Object Lock (%s) differs from region %s's (%s); the lock is set at init and never changes", lockString(got.ObjectLock), first, lockString(cfg.ObjectLock))}
 		}
 	}
 	if cfg != nil && cfg.ObjectLock != nil {

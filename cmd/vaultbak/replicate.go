@@ -106,11 +106,6 @@ func runReplicate(ctx context.Context, g *globals, sync, verify bool) error {
 				return sum
 			}}}, gauges...)
 		}
-		// What sync copies into a repository's S3 regions is locked as a
-		// backup's writes are.
-		if err := repo.ApplyObjectLock(ctx, regions); err != nil {
-			return err
-		}
 		stop := g.out.meter("replicate sync", gauges...)
 		res, err := replicate.Sync(ctx, regions, st, func(region string, n int64) { copied[region].Add(n) })
 		stop(err)
