@@ -67,8 +67,8 @@ func (l *ObjectLock) backendLock() backend.Lock {
 	return backend.Lock{Mode: l.Mode, Period: time.Duration(l.Days) * 24 * time.Hour, Prefixes: lockedPrefixes}
 }
 
-// validate reports whether l is one vaultbak can apply.
-func (l *ObjectLock) validate() error {
+// Validate reports whether l is one vaultbak can apply.
+func (l *ObjectLock) Validate() error {
 	if l.Mode != backend.LockGovernance && l.Mode != backend.LockCompliance {
 		return fmt.Errorf("object lock mode %q is neither %s nor %s", l.Mode, backend.LockGovernance, backend.LockCompliance)
 	}
@@ -175,7 +175,7 @@ func decodeConfig(data []byte) (*Config, *configFile, error) {
 		return nil, nil, fmt.Errorf("malformed config: pack size %d out of range", c.PackSize)
 	}
 	if c.ObjectLock != nil {
-		if err := c.ObjectLock.validate(); err != nil {
+		if err := c.ObjectLock.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("malformed config: %w", err)
 		}
 	}

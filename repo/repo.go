@@ -100,7 +100,7 @@ func Init(ctx context.Context, regions []*Region, opts InitOptions) (*Repository
 		return nil, nil, fmt.Errorf("repo: pack size %d out of range (1 MiB to 1 GiB)", opts.PackSize)
 	}
 	if opts.ObjectLock != nil {
-		if err := opts.ObjectLock.validate(); err != nil {
+		if err := opts.ObjectLock.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("repo: %w", err)
 		}
 		for _, reg := range regions {

@@ -142,15 +142,17 @@ func parseObjectLock(s string) (*repo.ObjectLock, error) {
 		return nil, nil
 	}
 	hint := "write e.g. --object-lock governance:30d or --object-lock compliance:365d"
-	mode, period, ok := strings.Cut(s, ":")
-	if !ok || (mode != backend.LockGovernance && mode != backend.LockCompliance) {
-		return nil, withHint(usagef("--object-lock %q: want MODE:DAYSd, MODE %s or %s", s, backend.LockGovernance, backend.LockCompliance), hint)
+	mode, period, _ := strings.Cut(s, ":")
+	days, ok := strings.CutSuffix(period, "d")
+	n, err := strconv.Atoi(days)
+	if !ok || err != nil {
+		return nil, withHint(usagef("--object-lock %q: want MODE:DAYSd, e.g. governance:30d", s), hint)
 	}
-	days, err := strconv.Atoi(strings.TrimSuffix(period, "d"))
-	if err != nil || !strings.HasSuffix(period, "d") || days < 1 || days > 36500 {
-		return nil, withHint(usagef("--object-lock %q: the period is a whole number of days from 1d to 36500d", s), hint)
+	l := &repo.ObjectLock{Mode: mode, Days: n}
+	if err := l.Validate(); err != nil {
+		return nil, withHint(usagef("--object-lock %q: %v", s, err), hint)
 	}
-	return &repo.ObjectLock{Mode: mode, Days: days}, nil
+	return l, nil
 }
 
 // readRecipientFile reads recipients, one per line; an age identity file's
